@@ -1,0 +1,202 @@
+"""The one reader of ``settings.WSGUARD``.
+
+Defaults live in :data:`DEFAULTS`; unknown keys and ill-typed values are refused. The parsed
+:class:`WsguardSettings` is cached and reset on Django's ``setting_changed`` signal, so
+``override_settings(WSGUARD=...)`` works in tests. Nothing here writes to ``django.conf.settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from .origins import Pattern, PatternError, parse_pattern
+
+SETTING_NAME = "WSGUARD"
+MISSING_ORIGIN_CHOICES = ("deny", "token", "allow")
+
+DEFAULTS: dict[str, Any] = {
+    # Origin patterns trusted on every websocket route (docs/origins.md for the grammar).
+    "ALLOWED_ORIGINS": [],
+    # Trust an Origin equal to the validated Host (scheme from the connection).
+    "SAME_ORIGIN": True,
+    # What a handshake without any Origin header gets: "deny", "token" (API token only) or "allow".
+    "MISSING_ORIGIN": "deny",
+    # Log and signal every decision but let denied handshakes through (for roll-outs).
+    "REPORT_ONLY": False,
+    # Denial log lines per second per process, and the burst allowed above that.
+    "LOG_RATE": 10.0,
+    "LOG_BURST": 50,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One configuration problem: the check id it is reported under, a message and a hint."""
+
+    id: str
+    message: str
+    hint: str
+
+    def as_error(self) -> ImproperlyConfigured:
+        return ImproperlyConfigured(f"{SETTING_NAME}: {self.message} {self.hint}")
+
+
+@dataclass(frozen=True, slots=True)
+class WsguardSettings:
+    allowed_origins: tuple[Pattern, ...]
+    same_origin: bool
+    missing_origin: str
+    report_only: bool
+    log_rate: float
+    log_burst: int
+    raw: dict[str, Any]
+
+
+def _check_bool(key: str) -> Callable[[Any], Problem | None]:
+    def check(value: Any) -> Problem | None:
+        if isinstance(value, bool):
+            return None
+        return Problem("wsguard.E002", f"{key} must be True or False, not {value!r}.", f'Write "{key}": True.')
+
+    return check
+
+
+def _check_positive_number(key: str, integer: bool = False) -> Callable[[Any], Problem | None]:
+    def check(value: Any) -> Problem | None:
+        kinds: tuple[type, ...] = (int,) if integer else (int, float)
+        if isinstance(value, kinds) and not isinstance(value, bool) and value > 0:
+            return None
+        what = "a positive whole number" if integer else "a positive number"
+        return Problem("wsguard.E002", f"{key} must be {what}, not {value!r}.", f"Remove {key} to use the default.")
+
+    return check
+
+
+def _check_missing_origin(value: Any) -> Problem | None:
+    if value in MISSING_ORIGIN_CHOICES:
+        return None
+    return Problem(
+        "wsguard.E003",
+        f"MISSING_ORIGIN must be one of {', '.join(map(repr, MISSING_ORIGIN_CHOICES))}, not {value!r}.",
+        'Use "deny" unless non-browser clients connect; then "token" admits them only with an API token.',
+    )
+
+
+_VALUE_CHECKS: dict[str, Callable[[Any], Problem | None]] = {
+    "SAME_ORIGIN": _check_bool("SAME_ORIGIN"),
+    "REPORT_ONLY": _check_bool("REPORT_ONLY"),
+    "MISSING_ORIGIN": _check_missing_origin,
+    "LOG_RATE": _check_positive_number("LOG_RATE"),
+    "LOG_BURST": _check_positive_number("LOG_BURST", integer=True),
+}
+
+
+def parse_patterns(value: Any, where: str = "ALLOWED_ORIGINS") -> tuple[tuple[Pattern, ...], list[Problem]]:
+    """Compile a list of origin patterns, collecting one :class:`Problem` per bad entry."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        return (), [
+            Problem(
+                "wsguard.E001",
+                f"{where} must be a list of origin patterns, not {type(value).__name__} {value!r}.",
+                f'Write a list: "{where}": ["https://example.com"].',
+            )
+        ]
+    patterns: list[Pattern] = []
+    problems: list[Problem] = []
+    for item in value:
+        try:
+            patterns.append(parse_pattern(item))
+        except PatternError as exc:
+            problems.append(Problem("wsguard.E001", f"{where} entry {exc.pattern!r}: {exc.message}", exc.hint))
+    return tuple(patterns), problems
+
+
+def collect_problems(raw: Any) -> list[Problem]:
+    """Every problem in a raw ``WSGUARD`` value (used by the system checks)."""
+    return _parse(raw)[1]
+
+
+def _parse(raw: Any) -> tuple[WsguardSettings | None, list[Problem]]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, [
+            Problem(
+                "wsguard.E002",
+                f"{SETTING_NAME} must be a dict, not {type(raw).__name__}.",
+                f'Write {SETTING_NAME} = {{"ALLOWED_ORIGINS": ["https://example.com"]}}.',
+            )
+        ]
+    problems: list[Problem] = []
+    unknown = sorted(set(raw) - set(DEFAULTS), key=str)
+    for key in unknown:
+        import difflib
+
+        close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+        hint = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(DEFAULTS)}."
+        problems.append(Problem("wsguard.E002", f"unknown key {key!r}.", hint))
+    merged = {**DEFAULTS, **raw}
+    for key, check in _VALUE_CHECKS.items():
+        problem = check(merged[key])
+        if problem is not None:
+            problems.append(problem)
+    patterns, pattern_problems = parse_patterns(merged["ALLOWED_ORIGINS"])
+    problems.extend(pattern_problems)
+    if problems:
+        return None, problems
+    return (
+        WsguardSettings(
+            allowed_origins=patterns,
+            same_origin=merged["SAME_ORIGIN"],
+            missing_origin=merged["MISSING_ORIGIN"],
+            report_only=merged["REPORT_ONLY"],
+            log_rate=float(merged["LOG_RATE"]),
+            log_burst=int(merged["LOG_BURST"]),
+            raw=merged,
+        ),
+        [],
+    )
+
+
+_cached: WsguardSettings | None = None
+
+
+def get_settings() -> WsguardSettings:
+    """The validated settings; raises ImproperlyConfigured naming the first problem and its fix."""
+    global _cached
+    if _cached is None:
+        parsed, problems = _parse(getattr(settings, SETTING_NAME, None))
+        if parsed is None:
+            raise problems[0].as_error()
+        _cached = parsed
+    return _cached
+
+
+_reset_hooks: list[Callable[[], None]] = []
+
+
+def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register a function to call whenever the wsguard settings (or ALLOWED_HOSTS) change."""
+    _reset_hooks.append(hook)
+    return hook
+
+
+def reset() -> None:
+    global _cached
+    _cached = None
+    for hook in _reset_hooks:
+        hook()
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in (SETTING_NAME, "ALLOWED_HOSTS", "DEBUG", "SECURE_PROXY_SSL_HEADER", "USE_X_FORWARDED_HOST"):
+        reset()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="wsguard.conf.reset")
