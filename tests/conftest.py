@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +30,12 @@ def _fresh_wsguard_state() -> Iterator[None]:
     conf.reset()
     yield
     conf.reset()
+
+
+@pytest.fixture(autouse=True)
+async def _stop_control_listener() -> AsyncIterator[None]:
+    """Each test's event loop gets its own control listener; stop it with the loop."""
+    yield
+    from wsguard.live import listener
+
+    await listener.stop()

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from functools import partial
 from typing import Any
 
 from channels.auth import AuthMiddleware
 from channels.sessions import CookieMiddleware, SessionMiddleware
 
 from . import conf
+from .live import ConnectionWatch
 from .origins import OriginMatcher, Rule
-from .policy import Decision, HandshakeFacts, evaluate, get_snapshot
+from .policy import Decision, HandshakeFacts, PolicySnapshot, evaluate, get_snapshot
 from .rejections import CLOSE_CODES, CLOSE_ORIGIN, Rejection, client_address, printable, report
 
 Scope = MutableMapping[str, Any]
@@ -132,16 +134,24 @@ class OriginGuard:
                 logger.exception("wsguard: reporting a denial failed")
             if not report_only:
                 return await deny(scope, receive, send, code=rejection.close_code, reason=reason)
-        return await self.inner(self._child_scope(scope, decision), receive, send)
+        return await self.inner(self._child_scope(scope, decision, facts), receive, send)
 
-    @staticmethod
-    def _child_scope(scope: Scope, decision: Decision) -> Scope:
+    def recheck(self, facts: HandshakeFacts, snapshot: PolicySnapshot) -> Decision:
+        """The decision for an already-accepted handshake under a new policy snapshot."""
+        return evaluate(
+            facts, snapshot, matcher=self.matcher, same_origin=self.same_origin, missing_origin=self.missing_origin
+        )
+
+    def _child_scope(self, scope: Scope, decision: Decision, facts: HandshakeFacts) -> Scope:
         info = {
             "origin": decision.origin.serialize() if decision.origin is not None else None,
             "trusted_by": decision.trusted_by,
             "host": decision.host,
             "token_only": decision.token_only,
             "denied_reason": None if decision.allowed else str(decision.reason),
+            # For live re-checks when the policy changes (wsguard.live.recheck_origins).
+            "recheck": partial(self.recheck, facts),
+            "recheck_key": (id(self), facts.origins, facts.hosts, facts.forwarded_hosts, facts.path),
         }
         child = {**scope, SCOPE_KEY: info}
         if decision.token_only:
@@ -153,5 +163,5 @@ class OriginGuard:
 
 def GuardStack(inner: ASGIApp) -> ASGIApp:
     """The whole wsguard stack around a websocket application: the Origin and Host guard first,
-    then Channels' cookie, session and user middleware."""
-    return OriginGuard(CookieMiddleware(SessionMiddleware(AuthMiddleware(inner))))
+    then Channels' cookie, session and user middleware, then the live-socket watch."""
+    return OriginGuard(CookieMiddleware(SessionMiddleware(AuthMiddleware(ConnectionWatch(inner)))))
