@@ -39,3 +39,27 @@ async def _stop_control_listener() -> AsyncIterator[None]:
     from wsguard.live import listener
 
     await listener.stop()
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A real Redis for the several-worker tests: ``REDIS_TEST_URL`` (default db 0 on 127.0.0.1).
+    Skips with a reason when none answers, unless ``WSGUARD_REQUIRE_REDIS=1`` (set by .ci/run),
+    which turns that into a failure."""
+    import os
+
+    url = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0")
+    if _redis_answers(url):
+        return url
+    if os.environ.get("WSGUARD_REQUIRE_REDIS") == "1":
+        pytest.fail(f"WSGUARD_REQUIRE_REDIS=1 but no Redis answers at {url}")
+    pytest.skip(f"no Redis answers at {url} (set REDIS_TEST_URL, or WSGUARD_REQUIRE_REDIS=1 to require it)")
