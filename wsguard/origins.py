@@ -377,7 +377,12 @@ class Rule:
     source: str = "settings"
 
     def applies_to(self, path: str) -> bool:
-        return not self.path_prefix or path.startswith(self.path_prefix)
+        """True when ``path`` is the prefix itself or lies below it on a segment boundary, so a
+        rule scoped to ``/ws/chat`` does not also trust ``/ws/chat-admin/``."""
+        prefix = self.path_prefix
+        if not prefix or prefix.endswith("/"):
+            return path.startswith(prefix)
+        return path == prefix or path.startswith(prefix + "/")
 
 
 @dataclass(frozen=True, slots=True)
