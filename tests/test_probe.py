@@ -3,8 +3,16 @@ daphne processes serving wsguard's demo, a bare Channels app, and naive origin c
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import ipaddress
 import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -399,6 +407,108 @@ def test_with_the_cookie_it_is_safe_and_the_cookie_is_never_printed(daphne_facto
     assert "cookie:   yes" in out.getvalue()
     assert SESSION_COOKIE.split("=")[1] not in out.getvalue()
     assert SESSION_COOKIE.split("=")[1] not in server.log()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback server that accepts connections and never answers."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(sock.accept()[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+def test_a_server_that_never_answers_times_out_and_is_inconclusive(silent_server):
+    status, document = probe(f"ws://127.0.0.1:{silent_server}/ws/", "--timeout", "0.5", "--concurrency", "16")
+    assert status == 3 and document["overall"] == "INCONCLUSIVE"
+    assert {row["outcome"] for row in document["rows"]} == {"timeout"}
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_refusing_server(tmp_path: Path) -> Iterator[int]:
+    """A loopback TLS server with a self-signed certificate that answers 403 to every request."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*self_signed(tmp_path))
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = sock.accept()
+                conn.settimeout(5)
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def test_wss_verifies_the_certificate_unless_insecure(tls_refusing_server):
+    url = f"wss://127.0.0.1:{tls_refusing_server}/ws/"
+    status, document = probe(url)
+    assert status == 1 and {row["outcome"] for row in document["rows"]} == {"connection-error"}
+    assert "CERTIFICATE_VERIFY_FAILED" in document["rows"][0]["detail"]
+    status, document = probe(url, "--insecure")
+    assert status == 3 and {row["outcome"] for row in document["rows"]} == {"forbidden"}
+    assert document["trusted_origin"] == f"https://127.0.0.1:{tls_refusing_server}"
 
 
 def test_nothing_listening_is_a_connection_error():
