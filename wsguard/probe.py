@@ -30,6 +30,7 @@ from .origins import DEFAULT_PORTS, Origin, is_public_suffix, parse_origin
 
 __all__ = [
     "MAX_CONCURRENCY",
+    "Category",
     "Outcome",
     "Overall",
     "ProbeError",
