@@ -1,7 +1,9 @@
 """Settings for the wsguard demo project. Everything a deployment changes comes from the
 environment: DATABASE_URL, REDIS_URL, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS, DJANGO_SECRET_KEY,
-WSGUARD_ALLOWED_ORIGINS (comma separated). The defaults are a one-process demo on 127.0.0.1 with
-SQLite and the in-memory channel layer."""
+WSGUARD_ALLOWED_ORIGINS (comma separated), WSGUARD_SAME_ORIGIN (0 turns same-origin trust off, so
+that only listed and admin-managed origins are trusted), DEMO_HOSTILE_URL (where the attacker page
+is served). The defaults are a one-process demo on 127.0.0.1 with SQLite and the in-memory channel
+layer."""
 
 from __future__ import annotations
 
@@ -19,6 +21,11 @@ def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def _secret_key() -> str:
     if key := os.environ.get("DJANGO_SECRET_KEY"):
         return key
@@ -31,7 +38,7 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
-DEBUG = os.environ.get("DJANGO_DEBUG", "0").lower() in ("1", "true", "yes", "on")
+DEBUG = _env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
@@ -46,6 +53,7 @@ INSTALLED_APPS = [
     "channels",
     "wsguard",
     "demo_project",
+    "demo_project.chat",
 ]
 
 MIDDLEWARE = [
@@ -85,16 +93,27 @@ DATABASES = {
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        # A room's fan-out puts one message on every member's channel: room for bursts.
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
+        }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 WSGUARD = {
     "ALLOWED_ORIGINS": _env_list("WSGUARD_ALLOWED_ORIGINS", ""),
+    "SAME_ORIGIN": _env_bool("WSGUARD_SAME_ORIGIN", True),
+    # Browsers always send an Origin; a client without one (manage.py chat_client) gets in
+    # only with an API token, never with a cookie.
+    "MISSING_ORIGIN": "token",
 }
+
+# The demo's attacker page (manage.py demo serves it): same host, other port.
+DEMO_HOSTILE_URL = os.environ.get("DEMO_HOSTILE_URL", "http://127.0.0.1:8001/")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

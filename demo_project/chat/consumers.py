@@ -1,0 +1,145 @@
+"""The chat socket: an ordinary Channels consumer.
+
+It trusts ``scope["user"]`` because the wsguard stack in front of it (demo_project/asgi.py) has
+already checked the Origin and Host and authenticated the handshake; nothing in here is about
+cross-site hijacking. The same consumer behind Channels' bare ``AuthMiddlewareStack``
+(tests/control_app.py) is hijackable, which is the point of the demo.
+
+Protocol (JSON text frames):
+  page -> server  {"type": "message", "text": "...", "nonce": "..."}
+  server -> page  {"type": "history", "room": ..., "you": ..., "messages": [...], "max_chars": ...}
+                  {"type": "message", "message": {"id", "author", "text", "at"}}
+                  {"type": "ack", "nonce": ..., "id": ...}      (sent only once the message is stored)
+                  {"type": "presence", "users": [...]}
+                  {"type": "error", "code": ..., "detail": ..., "nonce": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import store
+from .models import MAX_MESSAGE_CHARS
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NOT_SIGNED_IN = 4401
+CLOSE_NO_SUCH_ROOM = 4404
+
+
+def room_group(room_id: int) -> str:
+    return f"chat.room.{room_id}"
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    room: Any = None
+    group: str | None = None
+    username: str = ""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_SIGNED_IN)
+            return
+        slug = self.scope["url_route"]["kwargs"]["room"]
+        self.room = await database_sync_to_async(store.room_by_slug)(slug)
+        if self.room is None:
+            await self.close(code=CLOSE_NO_SUCH_ROOM)
+            return
+        self.user = user
+        self.username = user.get_username()
+        self.group = room_group(self.room.pk)
+        self.online: dict[str, str] = {self.channel_name: self.username}
+        # Join the group before reading the history: a message sent in between then arrives
+        # twice (the page drops the duplicate by id) rather than not at all.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        history = await database_sync_to_async(store.recent_messages)(self.room)
+        await self.send_json(
+            {
+                "type": "history",
+                "room": {"slug": self.room.slug, "title": self.room.title},
+                "you": self.username,
+                "messages": history,
+                "max_chars": MAX_MESSAGE_CHARS,
+            }
+        )
+        await self.channel_layer.group_send(
+            self.group, {"type": "presence.join", "channel": self.channel_name, "user": self.username}
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is None:
+            return
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.channel_layer.group_send(self.group, {"type": "presence.leave", "channel": self.channel_name})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is None:
+            await self.send_json({"type": "error", "code": "bad-message", "detail": "send JSON text frames"})
+            return
+        await super().receive(text_data=text_data, **kwargs)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        nonce: Any = content.get("nonce") if isinstance(content, dict) else None
+        try:
+            if not isinstance(content, dict) or content.get("type") != "message":
+                raise store.InvalidMessage("bad-message", 'send {"type": "message", "text": "..."}')
+            nonce = store.clean_nonce(nonce)
+            text = store.clean_text(content.get("text"))
+        except store.InvalidMessage as exc:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": exc.code,
+                    "detail": exc.detail,
+                    "nonce": nonce if isinstance(nonce, str) and len(nonce) <= 64 else None,
+                }
+            )
+            return
+        try:
+            event, created = await database_sync_to_async(store.save_message)(self.room, self.user, text, nonce)
+        except Exception:
+            logger.exception("chat: storing a message failed")
+            await self.send_json(
+                {"type": "error", "code": "not-saved", "detail": "not stored, send it again", "nonce": nonce}
+            )
+            return
+        # Stored (committed) first, then shown to the room, then acknowledged to the sender.
+        if created:
+            await self.channel_layer.group_send(self.group, {"type": "chat.message", "message": event})
+        await self.send_json({"type": "ack", "nonce": nonce, "id": event["id"]})
+
+    async def chat_message(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "message", "message": event["message"]})
+
+    async def presence_join(self, event: dict[str, Any]) -> None:
+        self.online[event["channel"]] = event["user"]
+        if event["channel"] != self.channel_name:
+            await self.channel_layer.send(
+                event["channel"], {"type": "presence.here", "channel": self.channel_name, "user": self.username}
+            )
+        await self.send_presence()
+
+    async def presence_here(self, event: dict[str, Any]) -> None:
+        self.online[event["channel"]] = event["user"]
+        await self.send_presence()
+
+    async def presence_leave(self, event: dict[str, Any]) -> None:
+        if self.online.pop(event["channel"], None) is not None:
+            await self.send_presence()
+
+    async def send_presence(self) -> None:
+        await self.send_json({"type": "presence", "users": sorted(set(self.online.values()))})
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return None
