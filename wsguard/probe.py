@@ -506,7 +506,7 @@ def summarise(results: Sequence[RowResult], *, cookie: bool) -> tuple[Overall, s
         return Overall.ERROR, f"could not connect: {results[0].response.detail}"
     vulnerable = [r.row.name for r in results if r.verdict is Verdict.VULNERABLE]
     if vulnerable:
-        return Overall.VULNERABLE, f"{len(vulnerable)} forged handshake(s) were upgraded: {', '.join(vulnerable)}"
+        return Overall.VULNERABLE, f"{len(vulnerable)} forged handshake(s) were upgraded: {'; '.join(vulnerable)}"
     control = next((r for r in results if r.row.is_control), None)
     if control is None or control.verdict is not Verdict.CONTROL_UPGRADED:
         got = control.response.detail if control is not None else "not sent"
