@@ -1,4 +1,4 @@
-// The demo chat page. Every piece of user data goes into the page with textContent, never innerHTML.
+// The demo chat page. Every piece of user data goes into the page with textContent, never parsed as markup.
 //
 // Connecting: mint a one-time ticket with a same-origin POST (the CSRF token and the session
 // cookie prove it is this page asking), then open the socket presenting the ticket in
