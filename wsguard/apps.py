@@ -10,3 +10,8 @@ class WsguardConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .sync import start_process
+
+        # Admin-managed trusted origins and the rejection audit; the policy is loaded now, so that
+        # a fresh worker's first handshake already sees the rows.
+        start_process()

@@ -74,3 +74,99 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
             )
         )
     return messages
+
+
+_PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+_PROCESS_LOCAL_LAYERS = ("channels.layers.InMemoryChannelLayer",)
+
+
+def _cache_alias() -> Any:
+    raw = _wsguard_raw()
+    alias = raw.get("CACHE_ALIAS", conf.DEFAULTS.get("CACHE_ALIAS", "default")) if isinstance(raw, dict) else None
+    return alias if isinstance(alias, str) and alias else conf.DEFAULTS.get("CACHE_ALIAS", "default")
+
+
+@checks.register(checks.Tags.caches, checks.Tags.security)
+def check_policy_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E010 CACHE_ALIAS names no configured cache (the policy version key lives there)."""
+    alias = _cache_alias()
+    if alias in getattr(settings, "CACHES", {}):
+        return []
+    return [
+        checks.Error(
+            f"WSGUARD CACHE_ALIAS {alias!r} is not in settings.CACHES: the trusted-origins version key "
+            "cannot be read, so admin changes reach other workers only through broadcasts.",
+            hint=f"Add a {alias!r} entry to CACHES (Redis when several workers run), or set CACHE_ALIAS to one.",
+            id="wsguard.E010",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_policy_spans_workers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W010 process-local cache, W011 process-local channel layer: admin-managed origins and
+    revocations would not reach every worker."""
+    messages: list[checks.CheckMessage] = []
+    backend = (getattr(settings, "CACHES", {}).get(_cache_alias()) or {}).get("BACKEND", "")
+    if backend in _PROCESS_LOCAL_CACHES:
+        messages.append(
+            checks.Warning(
+                f"The wsguard cache ({_cache_alias()!r}) is {backend.rsplit('.', 1)[-1]}, private to each process: "
+                "a worker that misses a trusted-origin broadcast never catches up by polling.",
+                hint="Use a shared cache such as django.core.cache.backends.redis.RedisCache (see docs/deployment.md).",
+                id="wsguard.W010",
+            )
+        )
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    layer = (layers.get("default") or {}).get("BACKEND", "")
+    if not layer or layer in _PROCESS_LOCAL_LAYERS:
+        messages.append(
+            checks.Warning(
+                "The channel layer is "
+                + (f"{layer.rsplit('.', 1)[-1]}, private to each process" if layer else "not configured")
+                + ": trusted-origin changes and revocations reach other workers only by polling the cache, "
+                "and other wsguard revocations not at all.",
+                hint='Use channels_redis ("channels_redis.core.RedisChannelLayer") when several workers run.',
+                id="wsguard.W011",
+            )
+        )
+    return messages
+
+
+@checks.register(checks.Tags.database, checks.Tags.security)
+def check_trusted_origin_rows(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E011 stored TrustedOrigin rows the policy refuses (malformed, or "*"): they trust nothing.
+    Runs with ``manage.py check --database default``."""
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from .models import TrustedOrigin
+
+    messages: list[checks.CheckMessage] = []
+    try:
+        rows = list(TrustedOrigin.objects.in_force().values_list("pk", "origin")[:100000])
+    except DatabaseError:
+        return []
+    for pk, origin in rows:
+        try:
+            pattern = parse_pattern(origin)
+        except PatternError as exc:
+            messages.append(
+                checks.Error(f"Trusted origin #{pk} {origin!r}: {exc.message}", hint=exc.hint, id="wsguard.E011")
+            )
+            continue
+        if pattern.matches_everything:
+            messages.append(
+                checks.Error(
+                    f'Trusted origin #{pk} is "*"; the policy ignores it.',
+                    hint='Only settings.WSGUARD["ALLOWED_ORIGINS"] may hold "*"; list the origins instead.',
+                    id="wsguard.E011",
+                )
+            )
+    return messages

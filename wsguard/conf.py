@@ -32,6 +32,16 @@ DEFAULTS: dict[str, Any] = {
     # Denial log lines per second per process, and the burst allowed above that.
     "LOG_RATE": 10.0,
     "LOG_BURST": 50,
+    # Seconds between each worker's reads of the policy version key (a fallback for a lost broadcast).
+    "POLICY_POLL_SECONDS": 1.0,
+    # Aggregate denials into HandshakeRejection rows (one per origin, reason and path).
+    "AUDIT": True,
+    # Seconds between the audit's batched writes in each process.
+    "AUDIT_FLUSH_SECONDS": 5.0,
+    # Distinct (origin, reason, path) keys held in memory between writes; more are counted under "(overflow)".
+    "AUDIT_MAX_KEYS": 10000,
+    # Audit rows not seen for this many days are deleted (automatically, and by wsguard_origins purge-audit).
+    "AUDIT_RETENTION_DAYS": 30,
 }
 
 
@@ -94,6 +104,11 @@ _VALUE_CHECKS: dict[str, Callable[[Any], Problem | None]] = {
     "MISSING_ORIGIN": _check_missing_origin,
     "LOG_RATE": _check_positive_number("LOG_RATE"),
     "LOG_BURST": _check_positive_number("LOG_BURST", integer=True),
+    "POLICY_POLL_SECONDS": _check_positive_number("POLICY_POLL_SECONDS"),
+    "AUDIT": _check_bool("AUDIT"),
+    "AUDIT_FLUSH_SECONDS": _check_positive_number("AUDIT_FLUSH_SECONDS"),
+    "AUDIT_MAX_KEYS": _check_positive_number("AUDIT_MAX_KEYS", integer=True),
+    "AUDIT_RETENTION_DAYS": _check_positive_number("AUDIT_RETENTION_DAYS", integer=True),
 }
 
 

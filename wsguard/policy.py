@@ -1,22 +1,38 @@
 """From trust sources to a decision about one handshake.
 
 A :class:`PolicySnapshot` is the compiled, immutable policy a process enforces: the matcher built
-from the settings patterns (later: admin-managed rows), the same-origin and missing-origin rules
-and the validated ``ALLOWED_HOSTS``. :func:`evaluate` applies a snapshot to the facts of one
+from the settings patterns and the admin-managed :class:`AdminRow` s in force (compiled here,
+loaded from the database by :mod:`wsguard.sync`), the same-origin and missing-origin rules and the
+validated ``ALLOWED_HOSTS``. :func:`evaluate` applies a snapshot to the facts of one
 handshake (:class:`HandshakeFacts`, gathered from the ASGI headers in one pass) and returns a
 :class:`Decision`. Nothing here touches the database or raises on hostile input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.http.request import validate_host
 
 from . import conf
-from .origins import Origin, OriginMatcher, Reason, Rule, parse_host_header, parse_origin
+from .origins import (
+    Origin,
+    OriginMatcher,
+    Pattern,
+    PatternError,
+    Reason,
+    Rule,
+    parse_host_header,
+    parse_origin,
+    parse_pattern,
+)
+
+logger = logging.getLogger("wsguard")
 
 HEADER_ORIGIN = b"origin"
 HEADER_HOST = b"host"
@@ -27,6 +43,7 @@ DEBUG_ALLOWED_HOSTS = (".localhost", "127.0.0.1", "[::1]")
 TRUSTED_BY_SAME_ORIGIN = "same-origin"
 TRUSTED_BY_MISSING_ALLOW = "missing-origin:allow"
 TRUSTED_BY_MISSING_TOKEN = "missing-origin:token"  # noqa: S105 - a label, not a secret
+ADMIN_SOURCE_PREFIX = "admin:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +120,14 @@ class PolicySnapshot:
     use_forwarded_host: bool
     version: str = "settings"
     sources: tuple[str, ...] = field(default=("settings",))
+    # Unix time at which the earliest admin row in this snapshot expires (None: none expires).
+    # The snapshot is recompiled then, without any write (wsguard.sync).
+    next_expiry: float | None = None
+    # How many admin rows it holds; None when it was built from the settings alone.
+    admin_rows: int | None = None
 
     def with_matcher(self, matcher: OriginMatcher, *, version: str) -> PolicySnapshot:
-        return PolicySnapshot(
-            matcher=matcher,
-            same_origin=self.same_origin,
-            missing_origin=self.missing_origin,
-            report_only=self.report_only,
-            allowed_hosts=self.allowed_hosts,
-            proxy_ssl_header=self.proxy_ssl_header,
-            proxy_ssl_value=self.proxy_ssl_value,
-            use_forwarded_host=self.use_forwarded_host,
-            version=version,
-        )
+        return dataclasses.replace(self, matcher=matcher, version=version)
 
 
 def allowed_hosts() -> tuple[str, ...]:
@@ -139,7 +151,13 @@ def settings_rules() -> tuple[Rule, ...]:
     return tuple(Rule(pattern, source="settings") for pattern in conf.get_settings().allowed_origins)
 
 
-def build_snapshot(extra_rules: Iterable[Rule] = (), *, version: str = "settings") -> PolicySnapshot:
+def build_snapshot(
+    extra_rules: Iterable[Rule] = (),
+    *,
+    version: str = "settings",
+    next_expiry: float | None = None,
+    admin_rows: int | None = None,
+) -> PolicySnapshot:
     """Compile the settings (plus ``extra_rules``) into a snapshot. Raises ImproperlyConfigured."""
     wsguard = conf.get_settings()
     header, value = _proxy_ssl()
@@ -153,17 +171,118 @@ def build_snapshot(extra_rules: Iterable[Rule] = (), *, version: str = "settings
         proxy_ssl_value=value,
         use_forwarded_host=bool(getattr(settings, "USE_X_FORWARDED_HOST", False)),
         version=version,
+        sources=("settings", "admin") if admin_rows is not None else ("settings",),
+        next_expiry=next_expiry,
+        admin_rows=admin_rows,
     )
 
 
+# --- admin-managed rows -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRow:
+    """One in-force ``TrustedOrigin`` row as the policy needs it (no model instance, no queries)."""
+
+    pk: int
+    origin: str
+    path_prefix: str = ""
+    expires_at: float | None = None  # Unix time
+
+    @property
+    def source(self) -> str:
+        return f"{ADMIN_SOURCE_PREFIX}{self.pk}"
+
+    def in_force(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+class PatternCache:
+    """Parsed patterns by their stored (already normalised) text, so that recompiling a policy of
+    many rows after one change parses only the new ones. Holds only what the last compile used."""
+
+    def __init__(self) -> None:
+        self._patterns: dict[str, Pattern | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+    def compile(self, rows: Iterable[AdminRow], now: float) -> tuple[tuple[Rule, ...], float | None, list[AdminRow]]:
+        """Rules for the rows in force at ``now``, the earliest future expiry, and the rows that
+        were refused (malformed, or the match-everything pattern, which only settings may hold)."""
+        old, fresh = self._patterns, {}
+        rules: list[Rule] = []
+        refused: list[AdminRow] = []
+        next_expiry: float | None = None
+        for row in rows:
+            if not row.in_force(now):
+                continue
+            if row.origin in fresh:
+                pattern = fresh[row.origin]
+            elif row.origin in old:
+                pattern = fresh[row.origin] = old[row.origin]
+            else:
+                try:
+                    pattern = parse_pattern(row.origin)
+                except PatternError:
+                    pattern = None
+                if pattern is not None and pattern.matches_everything:
+                    pattern = None
+                fresh[row.origin] = pattern
+            if pattern is None:
+                refused.append(row)
+                continue
+            rules.append(Rule(pattern, path_prefix=row.path_prefix, source=row.source))
+            if row.expires_at is not None and (next_expiry is None or row.expires_at < next_expiry):
+                next_expiry = row.expires_at
+        self._patterns = fresh
+        return tuple(rules), next_expiry, refused
+
+
+def build_admin_snapshot(
+    rows: Sequence[AdminRow], *, version: str, now: float | None = None, cache: PatternCache | None = None
+) -> PolicySnapshot:
+    """The settings plus the ``rows`` in force at ``now``. Rows that cannot be trusted are left
+    out (fail closed) and logged; they can only appear through writes that bypass the model."""
+    now = time.time() if now is None else now
+    rules, next_expiry, refused = (cache or PatternCache()).compile(rows, now)
+    for row in refused[:10]:
+        logger.error(
+            "wsguard: trusted origin #%s %r is not a pattern the admin may trust; it is ignored", row.pk, row.origin
+        )
+    return build_snapshot(rules, version=version, next_expiry=next_expiry, admin_rows=len(rules))
+
+
 _snapshot: PolicySnapshot | None = None
+_first_use_hooks: list[Callable[[], None]] = []
+
+
+def on_first_use(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register a cheap, non-blocking function to call when :func:`get_snapshot` has to fall back
+    to the settings alone (no snapshot installed yet). It must not touch the database itself;
+    :mod:`wsguard.sync` uses it to schedule a background load."""
+    if hook not in _first_use_hooks:
+        _first_use_hooks.append(hook)
+    return hook
 
 
 def get_snapshot() -> PolicySnapshot:
-    """The snapshot in force in this process (built from settings on first use)."""
+    """The snapshot in force in this process. Never touches the database: until one is installed
+    it is the settings alone (fail closed), and a background load is requested."""
     global _snapshot
-    if _snapshot is None:
-        _snapshot = build_snapshot()
+    snapshot = _snapshot
+    if snapshot is None:
+        snapshot = _snapshot = build_snapshot()
+        for hook in list(_first_use_hooks):
+            try:
+                hook()
+            except Exception:
+                logger.exception("wsguard: policy first-use hook %r failed", hook)
+    return snapshot
+
+
+def installed_snapshot() -> PolicySnapshot | None:
+    """The installed snapshot, or None when none has been built or installed yet."""
     return _snapshot
 
 
