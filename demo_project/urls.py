@@ -6,5 +6,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("wsguard/", include("wsguard.urls")),
     path("", include("demo_project.chat.urls")),
 ]

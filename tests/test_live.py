@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from wsguard import live
-from wsguard.middleware import GuardStack
+from wsguard.middleware import GuardStack, guard
 from wsguard.policy import build_snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,7 +23,8 @@ class Accepting(AsyncWebsocketConsumer):
 
 def communicator(origin: str = "https://app.example.com") -> WebsocketCommunicator:
     comm = WebsocketCommunicator(
-        GuardStack(Accepting.as_asgi()),
+        # Anonymous sockets are refused unless the route opts in (wsguard.guard).
+        GuardStack(guard(Accepting.as_asgi(), allow_anonymous=True)),
         "/ws/",
         headers=[(b"host", b"localhost"), (b"origin", origin.encode())],
     )

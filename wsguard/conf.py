@@ -32,6 +32,26 @@ DEFAULTS: dict[str, Any] = {
     # Denial log lines per second per process, and the burst allowed above that.
     "LOG_RATE": 10.0,
     "LOG_BURST": 50,
+    # Authentication (docs/auth.md): authenticators tried in order, dotted paths.
+    "AUTHENTICATORS": [
+        "wsguard.auth.session.SessionAuthenticator",
+        "wsguard.auth.tickets.TicketAuthenticator",
+        "wsguard.auth.tokens.TokenAuthenticator",
+    ],
+    # Seconds a one-time ticket can be redeemed after it is minted.
+    "TICKET_TTL": 30,
+    # Seconds between re-validations of every open socket's credential.
+    "REVALIDATE_SECONDS": 1800,
+    # Largest websocket message accepted (bytes); larger closes the socket with 1009.
+    "MAX_MESSAGE_BYTES": 65536,
+    # Messages per connection ("N/second|minute|hour|day", None for no limit); over it closes with 4429.
+    "MESSAGE_RATE": "100/minute",
+    # Concurrent sockets one user may hold across all workers (None for no cap).
+    "MAX_SOCKETS_PER_USER": 20,
+    # Handshakes per client address across all workers ("N/unit", None for no limit); over it is 4429.
+    "HANDSHAKE_RATE": "600/minute",
+    # The Django cache alias for tickets, rate limits and socket caps (shared across workers).
+    "CACHE_ALIAS": "default",
     # Seconds between each worker's reads of the policy version key (a fallback for a lost broadcast).
     "POLICY_POLL_SECONDS": 1.0,
     # Aggregate denials into HandshakeRejection rows (one per origin, reason and path).
@@ -98,12 +118,83 @@ def _check_missing_origin(value: Any) -> Problem | None:
     )
 
 
+RATE_UNITS: dict[str, int] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(value: Any) -> tuple[int, int] | None:
+    """``"100/minute"`` -> ``(100, 60)`` (count, seconds); ``None`` -> no limit. Raises ValueError."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise ValueError(value)
+    count, unit = (part.strip() for part in value.split("/"))
+    seconds = RATE_UNITS.get(unit.removesuffix("s")) or {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(unit)
+    if not count.isdigit() or int(count) <= 0 or seconds is None:
+        raise ValueError(value)
+    return int(count), seconds
+
+
+def _check_rate(key: str) -> Callable[[Any], Problem | None]:
+    def check(value: Any) -> Problem | None:
+        try:
+            parse_rate(value)
+        except ValueError:
+            return Problem(
+                "wsguard.E020",
+                f'{key} must be a rate such as "100/minute" (per second, minute, hour or day) or None, not {value!r}.',
+                f'Write "{key}": "100/minute", or None for no limit.',
+            )
+        return None
+
+    return check
+
+
+def _check_optional_positive(key: str) -> Callable[[Any], Problem | None]:
+    positive = _check_positive_number(key, integer=True)
+
+    def check(value: Any) -> Problem | None:
+        return None if value is None else positive(value)
+
+    return check
+
+
+def _check_authenticators(value: Any) -> Problem | None:
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(item, str) and "." in item for item in value)
+        and len(set(value)) == len(value)
+    ):
+        return None
+    return Problem(
+        "wsguard.E021",
+        f"AUTHENTICATORS must be a non-empty list of distinct dotted paths, not {value!r}.",
+        'Remove AUTHENTICATORS to use the defaults, or list e.g. "wsguard.auth.tickets.TicketAuthenticator".',
+    )
+
+
+def _check_cache_alias(value: Any) -> Problem | None:
+    if isinstance(value, str) and value:
+        return None
+    return Problem(
+        "wsguard.E022", f"CACHE_ALIAS must be a cache alias, not {value!r}.", 'Write "CACHE_ALIAS": "default".'
+    )
+
+
 _VALUE_CHECKS: dict[str, Callable[[Any], Problem | None]] = {
     "SAME_ORIGIN": _check_bool("SAME_ORIGIN"),
     "REPORT_ONLY": _check_bool("REPORT_ONLY"),
     "MISSING_ORIGIN": _check_missing_origin,
     "LOG_RATE": _check_positive_number("LOG_RATE"),
     "LOG_BURST": _check_positive_number("LOG_BURST", integer=True),
+    "AUTHENTICATORS": _check_authenticators,
+    "TICKET_TTL": _check_positive_number("TICKET_TTL", integer=True),
+    "REVALIDATE_SECONDS": _check_positive_number("REVALIDATE_SECONDS"),
+    "MAX_MESSAGE_BYTES": _check_positive_number("MAX_MESSAGE_BYTES", integer=True),
+    "MESSAGE_RATE": _check_rate("MESSAGE_RATE"),
+    "MAX_SOCKETS_PER_USER": _check_optional_positive("MAX_SOCKETS_PER_USER"),
+    "HANDSHAKE_RATE": _check_rate("HANDSHAKE_RATE"),
+    "CACHE_ALIAS": _check_cache_alias,
     "POLICY_POLL_SECONDS": _check_positive_number("POLICY_POLL_SECONDS"),
     "AUDIT": _check_bool("AUDIT"),
     "AUDIT_FLUSH_SECONDS": _check_positive_number("AUDIT_FLUSH_SECONDS"),

@@ -57,10 +57,13 @@ class LiveSocket:
     expires_at: float | None = None
     recheck: Callable[[Any], Any] | None = field(default=None, repr=False)
     recheck_key: tuple | None = field(default=None, repr=False)
+    # Synchronous: None while the credential still holds, else a reason code (wsguard.auth.Accepted).
+    revalidate: Callable[[], str | None] | None = field(default=None, repr=False)
     id: int = field(default_factory=lambda: next(_ids))
     closed: bool = False
     close_code: int | None = None
     accepted_at: float = field(default_factory=time.monotonic)
+    checked_at: float = field(default_factory=time.monotonic)
 
     async def close(self, code: int, reason: str = "") -> bool:
         """Close the socket from the server side. The server then delivers ``websocket.disconnect``
@@ -335,8 +338,10 @@ WATCH_SCOPE_KEY = "wsguard.live"
 
 
 class ConnectionWatch:
-    """Registers each accepted websocket so that revocations can close it, without the
-    application's consumers doing anything. Innermost in :func:`wsguard.GuardStack`."""
+    """Registers each accepted websocket so that revocations can close it, and enforces the
+    message limits (``MAX_MESSAGE_BYTES``: close 1009; ``MESSAGE_RATE`` per connection: close
+    4429), without the application's consumers doing anything. Innermost in
+    :func:`wsguard.GuardStack`."""
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
@@ -346,6 +351,7 @@ class ConnectionWatch:
             return await self.inner(scope, receive, send)
         listener.ensure_started()
         socket = _new_socket(scope, send)
+        max_bytes, rate = _message_limits()
 
         async def watched_send(message: dict) -> None:
             kind = message.get("type")
@@ -362,14 +368,189 @@ class ConnectionWatch:
                 registry.discard(socket)
             await send(message)
 
+        window_start = time.monotonic()
+        window_count = 0
+
+        async def watched_receive() -> dict:
+            nonlocal window_start, window_count
+            message = await receive()
+            if message.get("type") != "websocket.receive" or socket.closed:
+                return message
+            reason: str | None = None
+            if _too_big(message, max_bytes):
+                reason = "message-too-big"
+            elif rate is not None:
+                now = time.monotonic()
+                if now - window_start >= rate[1]:
+                    window_start, window_count = now, 0
+                window_count += 1
+                if window_count > rate[0]:
+                    reason = "message-rate"
+            if reason is None:
+                return message
+            code = MESSAGE_CLOSE_CODES[reason]
+            _log_limit(socket, reason, code)
+            await socket.close(code, reason)
+            return {"type": "websocket.disconnect", "code": code}
+
         try:
-            await self.inner(scope, receive, watched_send)
+            await self.inner(scope, watched_receive, watched_send)
         finally:
             socket.closed = True
             registry.discard(socket)
 
 
+MESSAGE_CLOSE_CODES = {"message-too-big": 1009, "message-rate": 4429}
+
+
+def _message_limits() -> tuple[int | None, tuple[int, int] | None]:
+    from . import conf
+
+    raw = conf.get_settings().raw
+    return raw.get("MAX_MESSAGE_BYTES"), conf.parse_rate(raw.get("MESSAGE_RATE"))
+
+
+def _too_big(message: dict, max_bytes: int | None) -> bool:
+    if max_bytes is None:
+        return False
+    data = message.get("bytes")
+    if isinstance(data, (bytes, bytearray)) and len(data) > max_bytes:
+        return True
+    text = message.get("text")
+    if isinstance(text, str) and len(text) * 4 > max_bytes:
+        # A UTF-8 character is 1 to 4 bytes: only long texts need encoding to be measured.
+        return len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes
+    return False
+
+
+def _log_limit(socket: LiveSocket, reason: str, code: int) -> None:
+    from .rejections import rate_limited_log
+
+    rate_limited_log().emit(
+        logging.WARNING,
+        f"wsguard closed a websocket: reason={reason} close={code} path={socket.path!r} client={socket.client or '-'}",
+        {"wsguard_reason": reason, "wsguard_path": socket.path, "wsguard_client": socket.client},
+    )
+
+
+# --- revocation: control events naming a user, a session or a token ---------------------------
+
+EVENT_USER = "user"
+EVENT_SESSION = "session"
+EVENT_TOKEN = "token"  # noqa: S105 - an event kind, not a secret
+CLOSE_CREDENTIALS = 4401
+
+
+def _event_reason(event: dict, default: str) -> str:
+    reason = event.get("reason")
+    return reason if isinstance(reason, str) and 0 < len(reason) <= 40 else default
+
+
+@on_event(EVENT_USER)
+async def _revoke_user(event: dict) -> None:
+    """``{"kind": "user", "user": pk, "reason": ..., "credentials": ["session", "ticket"] | None}``:
+    close the user's sockets (only those authenticated by the listed credentials, if given)."""
+    user = event.get("user")
+    if not isinstance(user, (str, int)):
+        return
+    only = event.get("credentials")
+    sockets = registry.for_user(user)
+    if isinstance(only, list):
+        sockets = [s for s in sockets if s.credential in only]
+    await close_all(sockets, CLOSE_CREDENTIALS, _event_reason(event, "user-inactive"))
+
+
+@on_event(EVENT_SESSION)
+async def _revoke_session(event: dict) -> None:
+    """``{"kind": "session", "session": <digest>, "reason": ...}``: close the sockets that session
+    opened (by cookie or by a ticket it minted)."""
+    session = event.get("session")
+    if isinstance(session, str):
+        await close_all(registry.for_session(session), CLOSE_CREDENTIALS, _event_reason(event, "logged-out"))
+
+
+@on_event(EVENT_TOKEN)
+async def _revoke_token(event: dict) -> None:
+    """``{"kind": "token", "token": id, "reason": ...}``: close the token's sockets."""
+    token = event.get("token")
+    if isinstance(token, int) and not isinstance(token, bool):
+        await close_all(registry.for_token(token), CLOSE_CREDENTIALS, _event_reason(event, "token-revoked"))
+
+
+# --- the periodic sweep: re-validation and credential expiry ---------------------------------
+
+SWEEP_SECONDS = 5.0
+SWEEP_BATCH = 500
+# A credential past its expiry that still holds (a sliding session) is looked at again this soon.
+RECHECK_AFTER_EXPIRY = 60.0
+_last_sweep = 0.0
+
+
+def _due(socket: LiveSocket, now_wall: float, now_mono: float, every: float) -> bool:
+    if socket.revalidate is None or socket.closed:
+        return False
+    if socket.expires_at is not None and socket.expires_at <= now_wall:
+        return True
+    return now_mono - socket.checked_at >= every
+
+
+def _revalidate_all(sockets: list[LiveSocket]) -> list[tuple[LiveSocket, str | None]]:
+    results: list[tuple[LiveSocket, str | None]] = []
+    for socket in sockets:
+        try:
+            results.append((socket, socket.revalidate() if socket.revalidate is not None else None))
+        except Exception:
+            # The database is away: keep the socket (revocation events still close it) and retry.
+            logger.warning("wsguard: re-validating socket %s failed; will retry", socket.id, exc_info=True)
+            results.append((socket, None))
+    return results
+
+
+@on_tick
+async def sweep(force: bool = False) -> int:
+    """Re-validate sockets whose credential expired or that were last checked
+    ``REVALIDATE_SECONDS`` ago; close (4401) those whose credential no longer holds."""
+    global _last_sweep
+    from channels.db import database_sync_to_async
+
+    from . import conf
+
+    now_mono = time.monotonic()
+    if not force and now_mono - _last_sweep < SWEEP_SECONDS:
+        return 0
+    _last_sweep = now_mono
+    every = float(conf.get_settings().raw["REVALIDATE_SECONDS"])
+    now_wall = time.time()
+    due = [s for s in registry.all() if _due(s, now_wall, now_mono, every)][:SWEEP_BATCH]
+    if not due:
+        return 0
+    results = await database_sync_to_async(_revalidate_all)(due)
+    closed = 0
+    checked_at = time.monotonic()
+    for socket, reason in results:
+        if reason is None:
+            socket.checked_at = checked_at
+            if socket.expires_at is not None and socket.expires_at <= now_wall:
+                socket.expires_at = now_wall + RECHECK_AFTER_EXPIRY
+            continue
+        closed += await socket.close(CLOSE_CREDENTIALS, reason)
+    if closed:
+        logger.warning("wsguard: re-validation closed %d live socket(s)", closed)
+    return closed
+
+
+@on_tick
+async def _renew_socket_slots() -> None:
+    from asgiref.sync import sync_to_async
+
+    from .limits import slots
+
+    if slots.renewal_due():
+        await sync_to_async(slots.renew, thread_sensitive=False)()
+
+
 def _new_socket(scope: Scope, send: Send) -> LiveSocket:
+    from .auth import session_digest
     from .rejections import client_address, printable
 
     info = scope.get("wsguard") or {}
@@ -380,8 +561,12 @@ def _new_socket(scope: Scope, send: Send) -> LiveSocket:
             user_id = str(user.pk)
     except Exception:  # a lazy user that cannot be resolved is no user
         user_id = None
-    session = scope.get("session")
-    session_key = getattr(session, "session_key", None) if user_id is not None else None
+    if "auth" in info:
+        # Authenticated by wsguard.HandshakeAuth: it names the session (as a digest) itself.
+        session_key = info.get("session") if user_id is not None else None
+    else:
+        raw_key = getattr(scope.get("session"), "session_key", None) if user_id is not None else None
+        session_key = session_digest(raw_key) if isinstance(raw_key, str) else None
     return LiveSocket(
         path=printable(scope.get("path") if isinstance(scope.get("path"), str) else "") or "",
         client=client_address(scope),
@@ -391,6 +576,8 @@ def _new_socket(scope: Scope, send: Send) -> LiveSocket:
         session_key=session_key,
         token_id=info.get("token_id"),
         credential=info.get("credential"),
+        expires_at=info.get("expires_at"),
         recheck=info.get("recheck"),
         recheck_key=info.get("recheck_key"),
+        revalidate=info.get("revalidate"),
     )

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from channels.auth import AuthMiddleware
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, SessionMiddleware
 
-from . import conf
+from . import conf, limits
+from .auth import PLAIN_PROTOCOL, Accepted, Authenticator, Denied, Handshake, decide, load_authenticators
+from .auth.reasons import AuthReason
 from .live import ConnectionWatch
-from .origins import OriginMatcher, Rule
+from .origins import Origin, OriginMatcher, Reason, Rule, parse_origin
 from .policy import Decision, HandshakeFacts, PolicySnapshot, evaluate, get_snapshot
 from .rejections import CLOSE_CODES, CLOSE_ORIGIN, Rejection, client_address, printable, report
 
@@ -39,6 +43,11 @@ async def deny(scope: Scope, receive: Receive, send: Send, *, code: int, reason:
     message = await receive()
     if message.get("type") != "websocket.connect":
         return
+    await refuse(scope, send, code=code, reason=reason)
+
+
+async def refuse(scope: Scope, send: Send, *, code: int, reason: str) -> None:
+    """Refuse a handshake whose ``websocket.connect`` message has already been received."""
     extensions = scope.get("extensions") or {}
     if HTTP_RESPONSE_EXTENSION in extensions:
         body = f"wsguard: handshake refused ({reason})\n".encode("ascii")
@@ -161,7 +170,303 @@ class OriginGuard:
         return child
 
 
+# --- authentication ----------------------------------------------------------------------------
+
+STACK_MISUSE = (
+    "wsguard's {what} found no Origin guard above it (scope['wsguard'] is missing). Wrap the websocket "
+    "router in wsguard.GuardStack: ProtocolTypeRouter({{'websocket': GuardStack(URLRouter(...))}})."
+)
+GUARD_MISUSE = (
+    "wsguard.guard() found no wsguard authentication above it (scope['wsguard']['auth'] is missing). "
+    "Wrap the websocket router in wsguard.GuardStack: ProtocolTypeRouter({'websocket': GuardStack(URLRouter(...))})."
+)
+
+
+@dataclass(slots=True)
+class AuthState:
+    """One handshake's authentication outcome, shared with the route's :func:`guard` (which may
+    narrow it) and the deferred anonymous check that runs when the application reads
+    ``websocket.connect``."""
+
+    credential: str | None
+    stack_allows_anonymous: bool
+    route_allows_anonymous: bool = False
+    settled: bool = False
+    refused: bool = False
+
+
+_built_authenticators: dict[tuple[str, ...], tuple[Authenticator, ...]] = {}
+
+
+@conf.on_reset
+def _forget_authenticators() -> None:
+    _built_authenticators.clear()
+
+
+def authenticators_for(paths: tuple[str, ...] | None) -> tuple[Authenticator, ...]:
+    """The built authenticators for ``paths`` (the settings' when None), built once per process."""
+    key = tuple(conf.get_settings().raw["AUTHENTICATORS"]) if paths is None else paths
+    built = _built_authenticators.get(key)
+    if built is None:
+        built = _built_authenticators[key] = load_authenticators(key)
+    return built
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    outcome: Accepted | Denied | None
+    slot: str = ""
+
+
+def _authenticate(authenticators: tuple[Authenticator, ...], handshake: Handshake, client: str | None) -> _Verdict:
+    """The synchronous half of the authentication step, in one database thread hop: the handshake
+    rate limit, the deciding authenticator, and the per-user socket slot."""
+    if not limits.handshake_allowed(client):
+        return _Verdict(Denied(AuthReason.RATE_LIMITED))
+    _, outcome = decide(authenticators, handshake)
+    if isinstance(outcome, Accepted):
+        slot = limits.slots.acquire(str(outcome.user.pk), limits.max_sockets_per_user())
+        if slot is None:
+            return _Verdict(Denied(AuthReason.TOO_MANY_SOCKETS))
+        return _Verdict(outcome, slot)
+    return _Verdict(outcome)
+
+
+class HandshakeAuth:
+    """Authenticate a websocket handshake after the Origin guard: exactly one authenticator decides
+    (docs/auth.md), ``scope["user"]`` is set once, and ``scope["wsguard"]`` says how. A bad
+    credential is refused with 4401 and a reason code; an anonymous handshake is refused (4401
+    ``auth-required``) unless ``allow_anonymous`` or the route's :func:`guard` allows it.
+
+    Credentials in ``Sec-WebSocket-Protocol`` and the ``ticket`` query parameter are hidden from the
+    application, and the subprotocol the server echoes is never a credential."""
+
+    def __init__(
+        self, inner: ASGIApp, *, authenticators: Iterable[str] | None = None, allow_anonymous: bool = False
+    ) -> None:
+        self.inner = inner
+        conf.get_settings()
+        self.paths = tuple(authenticators) if authenticators is not None else None
+        self.allow_anonymous = allow_anonymous
+        if self.paths is not None:
+            load_authenticators(self.paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "websocket":
+            return await self.inner(scope, receive, send)
+        info = scope.get(SCOPE_KEY)
+        if not isinstance(info, dict):
+            raise ValueError(STACK_MISUSE.format(what="HandshakeAuth"))
+        client = client_address(scope)
+        try:
+            handshake = Handshake.from_scope(scope)
+            if handshake.credential_in_protocols and not handshake.offered_plain:
+                verdict = _Verdict(Denied(AuthReason.SUBPROTOCOL_MISSING))
+            else:
+                verdict = await database_sync_to_async(_authenticate)(
+                    authenticators_for(self.paths), handshake, client
+                )
+        except Exception:
+            logger.exception("wsguard: the authentication step failed; denying the handshake")
+            verdict = _Verdict(Denied(AuthReason.AUTH_ERROR))
+            handshake = Handshake(scope=scope, path="", origin=None, token_only=False, cookies={})
+        report_only = conf.get_settings().report_only
+        outcome = verdict.outcome
+        if isinstance(outcome, Denied):
+            _report(scope, info, outcome.reason, report_only, sender=type(self))
+            if not report_only:
+                return await deny(scope, receive, send, code=CLOSE_CODES[outcome.reason], reason=outcome.reason)
+            outcome = None
+        try:
+            await self._serve(scope, receive, send, info, handshake, outcome, report_only)
+        finally:
+            if verdict.slot:
+                await sync_to_async(limits.slots.release, thread_sensitive=False)(verdict.slot)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        info: dict,
+        handshake: Handshake,
+        outcome: Accepted | None,
+        report_only: bool,
+    ) -> None:
+        state = AuthState(
+            credential=outcome.credential if outcome is not None else None,
+            stack_allows_anonymous=self.allow_anonymous or report_only,
+        )
+        auth_info: dict[str, Any] = {"credential": state.credential, "auth": state}
+        if outcome is not None:
+            user = outcome.user
+            auth_info.update(
+                token_id=outcome.token_id,
+                session=outcome.session,
+                expires_at=outcome.expires_at,
+                revalidate=outcome.revalidate,
+            )
+        else:
+            from django.contrib.auth.models import AnonymousUser
+
+            user = AnonymousUser()
+        child = {**scope, **handshake.child_scope_updates(), "user": user, SCOPE_KEY: {**info, **auth_info}}
+
+        if outcome is None and not state.stack_allows_anonymous:
+            receive = _anonymous_check(child, receive, send, state)
+        if handshake.credential_in_protocols or outcome is None:
+            send = _guarded_send(send, handshake, state)
+        await self.inner(child, receive, send)
+
+
+def _report(scope: Scope, info: dict, reason: str, report_only: bool, sender: object) -> None:
+    path = scope.get("path")
+    rejection = Rejection(
+        reason=str(reason),
+        close_code=CLOSE_CODES[reason],
+        path=printable(path if isinstance(path, str) else "") or "",
+        client=client_address(scope),
+        origin=printable(info.get("origin")) if info.get("origin") else None,
+        report_only=report_only,
+    )
+    try:
+        report(rejection, sender=sender)
+    except Exception:
+        logger.exception("wsguard: reporting a denial failed")
+
+
+def _anonymous_check(scope: Scope, receive: Receive, send: Send, state: AuthState) -> Receive:
+    """Refuse an anonymous handshake when the application first reads ``websocket.connect``,
+    unless the route's :func:`guard` has allowed anonymous clients by then. (The route is only
+    known below the URLRouter, so this cannot be decided earlier.)"""
+
+    async def checked_receive() -> dict:
+        message = await receive()
+        if state.settled or message.get("type") != "websocket.connect":
+            return message
+        state.settled = True
+        if state.route_allows_anonymous:
+            return message
+        reason = AuthReason.AUTH_REQUIRED
+        _report(scope, scope[SCOPE_KEY], reason, False, sender=HandshakeAuth)
+        state.refused = True
+        await refuse(scope, send, code=CLOSE_CODES[reason], reason=reason)
+        return {"type": "websocket.disconnect", "code": CLOSE_CODES[reason]}
+
+    return checked_receive
+
+
+def _guarded_send(send: Send, handshake: Handshake, state: AuthState) -> Send:
+    async def guarded_send(message: dict) -> None:
+        if state.refused:
+            return  # refused before accept: the application must not talk on this socket
+        if message.get("type") == "websocket.accept" and handshake.credential_in_protocols:
+            chosen = message.get("subprotocol")
+            if chosen is None or chosen not in handshake.subprotocols:
+                # Never echo a credential; the client offered the plain protocol beside it.
+                message = {**message, "subprotocol": PLAIN_PROTOCOL}
+        await send(message)
+
+    return guarded_send
+
+
+class RouteGuard:
+    """One route's narrower policy (see :func:`guard`)."""
+
+    def __init__(
+        self,
+        inner: ASGIApp,
+        *,
+        allow_anonymous: bool = False,
+        authenticators: Iterable[str] | None = None,
+        origins: Iterable[str] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.allow_anonymous = allow_anonymous
+        self.credentials: frozenset[str] | None = None
+        if authenticators is not None:
+            if isinstance(authenticators, str):
+                raise ValueError(f"wsguard.guard(authenticators=...) takes a list of names, e.g. [{authenticators!r}].")
+            known = {a.name for a in authenticators_for(None)}
+            names = frozenset(authenticators)
+            unknown = sorted(names - known)
+            if unknown:
+                raise ValueError(
+                    f"wsguard.guard(authenticators={sorted(names)!r}): {unknown} not among the stack's "
+                    f"authenticators {sorted(known)!r}; a route may narrow the stack's policy, never widen it "
+                    '(add it to WSGUARD["AUTHENTICATORS"] first).'
+                )
+            self.credentials = names
+        self.matcher: OriginMatcher | None = None
+        if origins is not None:
+            patterns, problems = conf.parse_patterns(
+                list(origins) if not isinstance(origins, (str, bytes)) else origins, where="guard(origins=...)"
+            )
+            if problems:
+                raise problems[0].as_error()
+            self.matcher = OriginMatcher.compile(Rule(p, source="route") for p in patterns)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "websocket":
+            return await self.inner(scope, receive, send)
+        info = scope.get(SCOPE_KEY)
+        state = info.get("auth") if isinstance(info, dict) else None
+        if not isinstance(state, AuthState):
+            raise ValueError(GUARD_MISUSE)
+        reason: str | None = None
+        if self.matcher is not None:
+            reason = self._origin_reason(info.get("origin"), scope)
+        if reason is None:
+            if state.credential is None:
+                if self.allow_anonymous:
+                    state.route_allows_anonymous = True
+                elif state.stack_allows_anonymous:
+                    reason = AuthReason.AUTH_REQUIRED
+            elif self.credentials is not None and state.credential not in self.credentials:
+                reason = AuthReason.AUTH_NOT_ALLOWED
+        if reason is None:
+            return await self.inner(scope, receive, send)
+        state.settled = True
+        report_only = conf.get_settings().report_only
+        _report(scope, info, reason, report_only, sender=type(self))
+        if report_only:
+            return await self.inner(scope, receive, send)
+        return await deny(scope, receive, send, code=CLOSE_CODES[reason], reason=reason)
+
+    def _origin_reason(self, origin: object, scope: Scope) -> str | None:
+        if not isinstance(origin, str):
+            return Reason.ORIGIN_MISSING
+        parsed = parse_origin(origin)
+        path = scope.get("path")
+        if not isinstance(parsed, Origin) or self.matcher is None:
+            return Reason.ORIGIN_UNTRUSTED
+        if self.matcher.match(parsed, path if isinstance(path, str) else "") is None:
+            return Reason.ORIGIN_UNTRUSTED
+        return None
+
+
+def guard(
+    app: ASGIApp,
+    *,
+    allow_anonymous: bool = False,
+    authenticators: Iterable[str] | None = None,
+    origins: Iterable[str] | None = None,
+) -> ASGIApp:
+    """Narrow the stack's policy for one route, inside the URLRouter::
+
+        path("ws/feed/", guard(FeedConsumer.as_asgi(), allow_anonymous=True)),
+        path("ws/admin/", guard(AdminConsumer.as_asgi(), authenticators=["ticket"],
+                                origins=["https://admin.example.com"])),
+
+    ``authenticators`` names the credentials this route accepts (``"session"``, ``"ticket"``,
+    ``"token"``: a subset of the stack's), ``origins`` patterns the Origin must also match (the
+    stack must trust it too; a socket without an Origin is refused), ``allow_anonymous`` lets
+    clients without any credential in. Needs :func:`GuardStack` above it (else ``ValueError``)."""
+    return RouteGuard(app, allow_anonymous=allow_anonymous, authenticators=authenticators, origins=origins)
+
+
 def GuardStack(inner: ASGIApp) -> ASGIApp:
     """The whole wsguard stack around a websocket application: the Origin and Host guard first,
-    then Channels' cookie, session and user middleware, then the live-socket watch."""
-    return OriginGuard(CookieMiddleware(SessionMiddleware(AuthMiddleware(ConnectionWatch(inner)))))
+    then Channels' cookie and session middleware, then the authentication step, then the
+    live-socket watch."""
+    return OriginGuard(CookieMiddleware(SessionMiddleware(HandshakeAuth(ConnectionWatch(inner)))))

@@ -28,6 +28,10 @@ CLOSE_CODES: dict[str, int] = {
     Reason.ORIGIN_UNTRUSTED: CLOSE_ORIGIN,
     Reason.HOST_UNTRUSTED: CLOSE_ORIGIN,
 }
+# The authentication step's and the limits' reasons (wsguard/auth/reasons.py, docs/auth.md).
+from .auth.reasons import CLOSE_CODES as _AUTH_CLOSE_CODES  # noqa: E402
+
+CLOSE_CODES.update(_AUTH_CLOSE_CODES)
 MAX_LOGGED_CHARS = 200
 
 

@@ -1,0 +1,147 @@
+"""Limits that hold across workers, kept in the shared cache (``WSGUARD["CACHE_ALIAS"]``).
+
+* :func:`handshake_allowed`: a fixed-window counter per client address (``HANDSHAKE_RATE``). With
+  Django's Redis cache it is one pipelined round trip (``INCR`` + ``EXPIRE``); with any other
+  backend it falls back to ``incr``/``add``, which every Django cache implements.
+* :class:`SocketSlots`: at most ``MAX_SOCKETS_PER_USER`` concurrent sockets per user. Each socket
+  holds one of the user's numbered slot keys, taken with an atomic ``cache.add`` and leased for
+  :data:`LEASE_SECONDS`; each process renews its leases in one ``set_many`` every
+  :data:`RENEW_SECONDS`, so a crashed worker's slots free themselves.
+
+Everything here is synchronous and runs in the same database thread as the authentication step.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+
+from . import conf
+
+logger = logging.getLogger("wsguard")
+
+RATE_PREFIX = "wsguard:rate:"
+SLOT_PREFIX = "wsguard:sockets:"
+LEASE_SECONDS = 90
+RENEW_SECONDS = 30.0
+
+
+def cache() -> BaseCache:
+    return caches[conf.get_settings().raw["CACHE_ALIAS"]]
+
+
+def _redis_incr(store: BaseCache, key: str, timeout: int) -> int | None:
+    """INCR + EXPIRE NX in one round trip on Django's own Redis backend; None on any other."""
+    from django.core.cache.backends.redis import RedisCache
+
+    if not isinstance(store, RedisCache):
+        return None
+    full_key = store.make_and_validate_key(key)
+    client = store._cache.get_client(full_key, write=True)
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(full_key)
+    pipe.expire(full_key, timeout, nx=True)
+    count, _ = pipe.execute()
+    return int(count)
+
+
+def count_hit(key: str, window_seconds: int) -> int:
+    """Add one hit to the counter ``key`` (which lives ``window_seconds``) and return its value."""
+    store = cache()
+    counted = _redis_incr(store, key, window_seconds + 1)
+    if counted is not None:
+        return counted
+    try:
+        return int(store.incr(key))
+    except ValueError:
+        if store.add(key, 1, timeout=window_seconds + 1):
+            return 1
+        return int(store.incr(key))
+
+
+def hit_within(name: str, subject: str, rate: tuple[int, int] | None) -> bool:
+    """Count one event for ``subject`` against ``rate`` (count, seconds); False once over it."""
+    if rate is None:
+        return True
+    count, seconds = rate
+    window = int(time.time() // seconds)
+    return count_hit(f"{RATE_PREFIX}{name}:{subject}:{window}", seconds) <= count
+
+
+def handshake_rate() -> tuple[int, int] | None:
+    return conf.parse_rate(conf.get_settings().raw["HANDSHAKE_RATE"])
+
+
+def handshake_allowed(client: str | None) -> bool:
+    """Count one handshake from the address ``client``. A connection without an address (a Unix
+    socket, an in-process test communicator) is not counted: one shared bucket would let a single
+    client lock every other one out."""
+    if not client:
+        return True
+    return hit_within("handshake", client, handshake_rate())
+
+
+class SocketSlots:
+    """This process's leases on per-user socket slots."""
+
+    def __init__(self) -> None:
+        self.owner = secrets.token_hex(8)
+        self.held: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._renewed_at = time.monotonic()
+
+    def acquire(self, user_id: str, cap: int | None) -> str | None:
+        """A slot key for one more socket of ``user_id``; None when the user already holds ``cap``.
+        With no cap, the empty string (nothing to release)."""
+        if cap is None:
+            return ""
+        store = cache()
+        keys = [f"{SLOT_PREFIX}{user_id}:{n}" for n in range(cap)]
+        taken = store.get_many(keys)
+        value = f"{self.owner}:{secrets.token_hex(4)}"
+        for key in keys:
+            if key not in taken and store.add(key, value, timeout=LEASE_SECONDS):
+                with self._lock:
+                    self.held[key] = value
+                return key
+        return None
+
+    def release(self, key: str) -> None:
+        if not key:
+            return
+        with self._lock:
+            value = self.held.pop(key, None)
+        if value is None:
+            return
+        store = cache()
+        # Delete only our own lease: after a stall another socket may have taken the slot.
+        if store.get(key) == value:
+            store.delete(key)
+
+    def renewal_due(self) -> bool:
+        return bool(self.held) and time.monotonic() - self._renewed_at >= RENEW_SECONDS
+
+    def renew(self, force: bool = False) -> int:
+        """Extend every lease this process holds (one ``set_many``). Returns how many."""
+        now = time.monotonic()
+        if not force and now - self._renewed_at < RENEW_SECONDS:
+            return 0
+        self._renewed_at = now
+        with self._lock:
+            held = dict(self.held)
+        if held:
+            cache().set_many(held, timeout=LEASE_SECONDS)
+        return len(held)
+
+
+slots = SocketSlots()
+
+
+def max_sockets_per_user() -> int | None:
+    value = conf.get_settings().raw["MAX_SOCKETS_PER_USER"]
+    return None if value is None else int(value)
