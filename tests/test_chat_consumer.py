@@ -123,7 +123,7 @@ async def test_a_message_is_stored_before_the_room_sees_it_and_before_the_ack():
     assert seen_by_bob["message"]["author"] == "alice"
 
     ack = await next_of(alice, "ack")
-    assert ack == {"type": "ack", "nonce": "n-1", "id": row.id}
+    assert ack == {"type": "ack", "nonce": "n-1", "id": row.id, "message": seen_by_bob["message"]}
     await alice.disconnect()
     await bob.disconnect()
 

@@ -9,7 +9,7 @@ Protocol (JSON text frames):
   page -> server  {"type": "message", "text": "...", "nonce": "..."}
   server -> page  {"type": "history", "room": ..., "you": ..., "messages": [...], "max_chars": ...}
                   {"type": "message", "message": {"id", "author", "text", "at"}}
-                  {"type": "ack", "nonce": ..., "id": ...}      (sent only once the message is stored)
+                  {"type": "ack", "nonce": ..., "id": ..., "message": {...}}   (only once it is stored)
                   {"type": "presence", "users": [...]}
                   {"type": "error", "code": ..., "detail": ..., "nonce": ...}
 """
@@ -113,7 +113,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # Stored (committed) first, then shown to the room, then acknowledged to the sender.
         if created:
             await self.channel_layer.group_send(self.group, {"type": "chat.message", "message": event})
-        await self.send_json({"type": "ack", "nonce": nonce, "id": event["id"]})
+        await self.send_json({"type": "ack", "nonce": nonce, "id": event["id"], "message": event})
 
     async def chat_message(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "message", "message": event["message"]})

@@ -26,9 +26,7 @@ def _ticket_url() -> str | None:
 
 @login_required
 def room_list(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "chat/room_list.html", {"rooms": Room.objects.all(), "hostile_url": _hostile_url()}
-    )
+    return render(request, "chat/room_list.html", {"rooms": Room.objects.all(), "hostile_url": _hostile_url()})
 
 
 @login_required

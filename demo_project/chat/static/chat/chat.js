@@ -42,7 +42,9 @@
   const pending = new Map();
   const shown = new Set();
 
-  window.wsguardChat = { pending, shown, get socket() { return socket; } };
+  // For people poking at the demo in the console, and for the browser tests.
+  const debug = { pending, shown, closedAt: null, closeCode: null };
+  window.wsguardChat = debug;
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -115,6 +117,8 @@
     ws.addEventListener("close", (event) => {
       if (socket !== ws) return;
       socket = null;
+      debug.closedAt = Date.now();
+      debug.closeCode = event.code;
       if (event.code in FINAL_CLOSES) {
         finish(FINAL_CLOSES[event.code], event.code);
       } else {
@@ -154,7 +158,7 @@
         renderMessage(event.message);
         break;
       case "ack":
-        acknowledge(event.nonce, event.id);
+        acknowledge(event.nonce, event.message);
         break;
       case "presence":
         renderOnline(event.users);
@@ -197,18 +201,20 @@
     item.scrollIntoView({ block: "nearest" });
   }
 
-  function acknowledge(key, id) {
+  function acknowledge(key, message) {
     const item = pending.get(key);
     if (!item) return;
     pending.delete(key);
-    if (shown.has(String(id))) {
+    const id = String(message.id);
+    if (shown.has(id)) {
       item.element.remove();
-    } else {
-      shown.add(String(id));
-      item.element.dataset.id = String(id);
-      item.element.classList.remove("pending");
-      item.element.classList.add("mine");
+      return;
     }
+    shown.add(id);
+    const stored = messageElement(message.author, message.text, message.at);
+    stored.dataset.id = id;
+    stored.classList.add("mine");
+    item.element.replaceWith(stored);
   }
 
   function showError(event) {
