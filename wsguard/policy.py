@@ -245,7 +245,7 @@ def build_admin_snapshot(
     """The settings plus the ``rows`` in force at ``now``. Rows that cannot be trusted are left
     out (fail closed) and logged; they can only appear through writes that bypass the model."""
     now = time.time() if now is None else now
-    rules, next_expiry, refused = (cache or PatternCache()).compile(rows, now)
+    rules, next_expiry, refused = (cache if cache is not None else PatternCache()).compile(rows, now)
     for row in refused[:10]:
         logger.error(
             "wsguard: trusted origin #%s %r is not a pattern the admin may trust; it is ignored", row.pk, row.origin
