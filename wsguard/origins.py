@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -147,7 +148,8 @@ def parse_origin(raw: bytes | str) -> Origin | Reason:
     match = _ORIGIN_RE.fullmatch(text)
     if match is None:
         return Reason.ORIGIN_MALFORMED
-    scheme = match["scheme"].lower()
+    # Interned: the matcher compares schemes by identity first, without touching pattern memory.
+    scheme = sys.intern(match["scheme"].lower())
     if scheme in ("file", "data", "about", "blob", "javascript"):
         # These never serialise to a tuple origin in a browser; a header claiming one is forged.
         return Reason.ORIGIN_OPAQUE
@@ -282,7 +284,7 @@ def parse_pattern(pattern: object) -> Pattern:
             "has no scheme.",
             f'Write the scheme too, as an Origin header is sent: "https://{text.rstrip("/")}".',
         )
-    scheme = scheme.lower()
+    scheme = sys.intern(scheme.lower())
     if not _SCHEME_RE.fullmatch(scheme):
         raise PatternError(pattern, f"{scheme!r} is not a URL scheme.", 'Write "https://…" or "http://…".')
     for char, what in (("/", "a path"), ("?", "a query"), ("#", "a fragment"), ("@", "userinfo")):
@@ -398,29 +400,50 @@ class Match:
         return self.rule.pattern
 
 
-_Key = tuple[str, str]
+# (scheme, port, path prefix, the Match to return): flat, so a probe that finds a host does not
+# chase rule -> pattern -> port pointers, and no Match is allocated per decision.
+_Entry = tuple[str, "int | None", str, Match]
+
+
+def _entry(rule: Rule) -> _Entry:
+    return (rule.pattern.scheme, rule.pattern.port, rule.path_prefix, Match(rule))
+
+
+def _first(entries: tuple[_Entry, ...], scheme: str, port: int | None, path: str) -> Match | None:
+    for entry_scheme, entry_port, prefix, found in entries:
+        if (
+            entry_scheme == scheme
+            and (entry_port == port or entry_port == ANY_PORT)
+            and (not prefix or found.rule.applies_to(path))
+        ):
+            return found
+    return None
 
 
 @dataclass(frozen=True)
 class OriginMatcher:
     """Decides whether an :class:`Origin` is trusted for a path.
 
-    Exact patterns sit in a hash table keyed by (scheme, host); wildcard patterns in another keyed
-    by (scheme, suffix), looked up once per label of the origin's host from the right. The cost of
-    a decision depends on the origin's length, not on how many patterns there are.
+    Exact patterns sit in a hash table keyed by host; wildcard patterns in another keyed by the
+    suffix below the star. A decision is one probe for the exact host, then one probe per
+    wildcard *depth* that occurs in the policy (usually one or two), most specific first. The
+    cost of a decision depends on the origin's length, not on how many patterns there are.
     """
 
     rules: tuple[Rule, ...]
-    _exact: dict[_Key, tuple[Rule, ...]] = field(repr=False, compare=False)
-    _wild: dict[_Key, tuple[Rule, ...]] = field(repr=False, compare=False)
-    _everything: tuple[Rule, ...] = field(repr=False, compare=False)
+    _exact: dict[str, tuple[_Entry, ...]] = field(repr=False, compare=False)
+    _wild: dict[str, tuple[_Entry, ...]] = field(repr=False, compare=False)
+    # Label counts of the wildcard suffixes present, deepest first: only those suffixes are probed.
+    _wild_depths: tuple[int, ...] = field(repr=False, compare=False)
+    _everything: tuple[_Entry, ...] = field(repr=False, compare=False)
 
     @classmethod
     def compile(cls, rules: Iterable[Rule | Pattern | str]) -> OriginMatcher:
         compiled: list[Rule] = []
-        exact: dict[_Key, list[Rule]] = {}
-        wild: dict[_Key, list[Rule]] = {}
-        everything: list[Rule] = []
+        exact: dict[str, list[_Entry]] = {}
+        wild: dict[str, list[_Entry]] = {}
+        depths: set[int] = set()
+        everything: list[_Entry] = []
         for item in rules:
             if isinstance(item, str):
                 rule = Rule(parse_pattern(item))
@@ -431,15 +454,17 @@ class OriginMatcher:
             compiled.append(rule)
             pattern = rule.pattern
             if pattern.matches_everything:
-                everything.append(rule)
+                everything.append(_entry(rule))
             elif pattern.wildcard:
-                wild.setdefault((pattern.scheme, pattern.host), []).append(rule)
+                wild.setdefault(pattern.host, []).append(_entry(rule))
+                depths.add(pattern.host.count(".") + 1)
             else:
-                exact.setdefault((pattern.scheme, pattern.host), []).append(rule)
+                exact.setdefault(pattern.host, []).append(_entry(rule))
         return cls(
             rules=tuple(compiled),
             _exact={k: tuple(v) for k, v in exact.items()},
             _wild={k: tuple(v) for k, v in wild.items()},
+            _wild_depths=tuple(sorted(depths, reverse=True)),
             _everything=tuple(everything),
         )
 
@@ -447,29 +472,37 @@ class OriginMatcher:
         return len(self.rules)
 
     def match(self, origin: Origin, path: str = "") -> Match | None:
-        """The first rule that trusts ``origin`` on ``path``, or None."""
+        """A rule that trusts ``origin`` on ``path`` (exact before wildcard, deeper wildcard
+        before shallower, then ``*``; in list order within each), or None."""
         scheme = origin.scheme
         host = origin.host
         port = origin.port
-        candidates = self._exact.get((scheme, host))
-        if candidates is not None:
-            for rule in candidates:
-                rule_port = rule.pattern.port
-                if (rule_port == port or rule_port == ANY_PORT) and rule.applies_to(path):
-                    return Match(rule)
-        if self._wild and not host.startswith("["):
-            dot = host.find(".")
-            while dot != -1:
-                candidates = self._wild.get((scheme, host[dot + 1 :]))
-                if candidates is not None:
-                    for rule in candidates:
-                        rule_port = rule.pattern.port
-                        if (rule_port == port or rule_port == ANY_PORT) and rule.applies_to(path):
-                            return Match(rule)
-                dot = host.find(".", dot + 1)
-        for rule in self._everything:
-            if rule.applies_to(path):
-                return Match(rule)
+        entries = self._exact.get(host)
+        if entries is not None:
+            found = _first(entries, scheme, port, path)
+            if found is not None:
+                return found
+        if self._wild_depths and not host.startswith("["):
+            # dots[d - 1] is where the suffix of d labels starts; a wildcard never covers the
+            # whole host (its apex), so at most (labels - 1) labels are taken.
+            dots: list[int] = []
+            end = len(host)
+            for _ in range(self._wild_depths[0]):
+                end = host.rfind(".", 0, end)
+                if end == -1:
+                    break
+                dots.append(end)
+            wild = self._wild
+            for depth in self._wild_depths:
+                if depth <= len(dots):
+                    entries = wild.get(host[dots[depth - 1] + 1 :])
+                    if entries is not None:
+                        found = _first(entries, scheme, port, path)
+                        if found is not None:
+                            return found
+        for _, _, prefix, found in self._everything:
+            if not prefix or found.rule.applies_to(path):
+                return found
         return None
 
     def nearest(self, origin: Origin, limit: int = 1) -> Sequence[Rule]:
