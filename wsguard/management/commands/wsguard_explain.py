@@ -23,7 +23,9 @@ def explain(origin: str, *, path: str = "/", host: str | None = None, secure: bo
     snapshot = get_snapshot()
     parsed = parse_origin(origin)
     if secure is None:
-        secure = isinstance(parsed, Origin) and parsed.scheme == "https"
+        # Assume wss, as deployed. Taking the scheme from the Origin instead made every origin on
+        # the Host look same-origin (http://app.example.com "allowed" for a wss-only site).
+        secure = True
     host = host or default_host()
     scope = {
         "type": "websocket",
@@ -36,7 +38,7 @@ def explain(origin: str, *, path: str = "/", host: str | None = None, secure: bo
     decision = evaluate(facts, snapshot)
     lines = [
         f"origin:   {origin!r}" + (f" -> {parsed.serialize()}" if isinstance(parsed, Origin) else ""),
-        f"host:     {host!r} over {'wss' if secure else 'ws'}, path {path!r}",
+        f"host:     {host!r} over {'wss' if secure else 'ws (--insecure)'}, path {path!r}",
         f"policy:   version {snapshot.version}, {len(snapshot.matcher)} pattern(s), "
         f"same-origin {'on' if snapshot.same_origin else 'off'}, missing origin: {snapshot.missing_origin}",
     ]
@@ -80,7 +82,16 @@ class Command(BaseCommand):
         parser.add_argument("origin", help='the Origin header value, e.g. "https://app.example.com"; "" for none')
         parser.add_argument("--path", default="/", help="the websocket path (default /)")
         parser.add_argument("--host", default=None, help="the Host header (default: first of ALLOWED_HOSTS)")
-        parser.add_argument("--secure", action="store_true", default=None, help="the socket is wss://")
+        scheme = parser.add_mutually_exclusive_group()
+        scheme.add_argument(
+            "--secure",
+            dest="secure",
+            action="store_const",
+            const=True,
+            default=None,
+            help="the socket is wss:// (default)",
+        )
+        scheme.add_argument("--insecure", dest="secure", action="store_const", const=False, help="the socket is ws://")
 
     def handle(self, *args: Any, **options: Any) -> None:
         for line in explain(options["origin"], path=options["path"], host=options["host"], secure=options["secure"]):
