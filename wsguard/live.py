@@ -533,7 +533,7 @@ async def sweep(force: bool = False) -> int:
             if socket.expires_at is not None and socket.expires_at <= now_wall:
                 socket.expires_at = now_wall + RECHECK_AFTER_EXPIRY
             continue
-        closed += await socket.close(CLOSE_CREDENTIALS, reason)
+        closed += await socket.close(CLOSE_CREDENTIALS, str(reason))
     if closed:
         logger.warning("wsguard: re-validation closed %d live socket(s)", closed)
     return closed
