@@ -63,3 +63,21 @@ def redis_url() -> str:
     if os.environ.get("WSGUARD_REQUIRE_REDIS") == "1":
         pytest.fail(f"WSGUARD_REQUIRE_REDIS=1 but no Redis answers at {url}")
     pytest.skip(f"no Redis answers at {url} (set REDIS_TEST_URL, or WSGUARD_REQUIRE_REDIS=1 to require it)")
+
+
+@pytest.fixture
+def migrated_database_url(tmp_path: Path) -> str:
+    """A migrated SQLite file that daphne subprocesses (and management-command subprocesses) can
+    share with each other; pytest-django's own test database is invisible to them."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    return url

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterable
@@ -34,7 +35,7 @@ logger = logging.getLogger("wsguard")
 
 OVERFLOW = "(overflow)"
 PURGE_EVERY_SECONDS = 3600.0
-WRITE_ATTEMPTS = 5
+WRITE_ATTEMPTS = 12
 # Django's model limits for the key columns (HandshakeRejection); values are clipped to fit.
 ORIGIN_CHARS, REASON_CHARS, PATH_CHARS, CLIENT_CHARS = 255, 40, 255, 64
 
@@ -219,7 +220,7 @@ def write_with_retry(batch: dict[Key, Tally], *, portable: bool = False) -> int:
         except OperationalError as exc:
             if attempt == WRITE_ATTEMPTS - 1 or "lock" not in str(exc).lower():
                 raise
-            time.sleep(0.05 * (2**attempt))
+            time.sleep(min(1.0, 0.02 * (2**attempt)) * (0.5 + random.random()))  # noqa: S311 - jitter
     return 0
 
 
