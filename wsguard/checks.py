@@ -23,33 +23,41 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         checks.Error(problem.message, hint=problem.hint, id=problem.id)
         for problem in conf.collect_problems(_wsguard_raw())
     ]
-    raw = _wsguard_raw()
-    if isinstance(raw, dict) and isinstance(raw.get("ALLOWED_ORIGINS"), (list, tuple)):
-        for item in raw["ALLOWED_ORIGINS"]:
-            try:
-                pattern = parse_pattern(item)
-            except PatternError:
-                continue
-            if pattern.matches_everything:
-                messages.append(
-                    checks.Warning(
-                        'ALLOWED_ORIGINS contains "*": every origin is trusted and the guard only checks Host.',
-                        hint="List the origins your pages are served from instead.",
-                        id="wsguard.W001",
-                    )
-                )
+    if _has_star(_wsguard_raw()):
+        messages.append(
+            checks.Warning(
+                'ALLOWED_ORIGINS contains "*": every origin is trusted and the guard only checks Host.',
+                hint="List the origins your pages are served from instead.",
+                id="wsguard.W001",
+            )
+        )
     return messages
+
+
+def _has_star(raw: Any) -> bool:
+    """Whether ALLOWED_ORIGINS holds the match-everything pattern. Never raises, whatever the
+    setting holds: a check must report a bad configuration, not crash ``manage.py check``."""
+    origins = raw.get("ALLOWED_ORIGINS") if isinstance(raw, dict) else None
+    if not isinstance(origins, (list, tuple)):
+        return False
+    for item in origins:
+        try:
+            if parse_pattern(item).matches_everything:
+                return True
+        except PatternError:
+            continue
+    return False
 
 
 @checks.register(checks.Tags.security, deploy=True)
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """E004 the match-everything pattern in production; W002 report-only mode in production."""
+    """E004 the match-everything pattern in production; W002 report-only mode in production;
+    W003 cookie-authenticated sockets without an Origin."""
     raw = _wsguard_raw()
     messages: list[checks.CheckMessage] = []
     if not isinstance(raw, dict):
         return messages
-    origins = raw.get("ALLOWED_ORIGINS")
-    if isinstance(origins, (list, tuple)) and "*" in origins:
+    if _has_star(raw):
         messages.append(
             checks.Error(
                 'ALLOWED_ORIGINS contains "*" in a deployment: any web page can open your sockets.',
