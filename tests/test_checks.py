@@ -236,3 +236,14 @@ def test_every_check_id_in_the_code_has_exactly_one_section_in_docs_checks_md():
     assert {"wsguard.E001", "wsguard.E004", "wsguard.W001", "wsguard.W003"} <= in_code
     for check_id in sorted(in_code):
         assert doc.count(f"\n## {check_id}\n") == 1, check_id
+
+
+def test_every_setting_has_exactly_one_section_in_docs_settings_md():
+    from pathlib import Path
+
+    from wsguard.conf import DEFAULTS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    assert "ALLOWED_ORIGINS" in DEFAULTS
+    for key in DEFAULTS:
+        assert doc.count(f"\n## {key}\n") == 1, key
