@@ -46,8 +46,8 @@ async def open_as(user, via="session"):
     return comm
 
 
-async def closed_with(comm, timeout: float = 5.0) -> dict:
-    message = await comm.receive_output(timeout=timeout)
+async def closed_with(comm) -> dict:
+    message = await comm.receive_output(timeout=5)
     assert message["type"] == "websocket.close"
     return message
 

@@ -235,3 +235,5 @@ class HandshakeRejectionAdmin(admin.ModelAdmin):
                 f"Not trusted: {len(set(refused))} malformed, null or missing origin(s) ({shown}).",
                 messages.WARNING,
             )
+
+from .auth import admin as _token_admin  # noqa: E402,F401

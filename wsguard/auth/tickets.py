@@ -5,11 +5,10 @@ under :data:`KEY_PREFIX`, with what it is bound to: the user, the session auth h
 change voids it), the minting session, the requesting Origin and an optional path prefix.
 
 Redemption is one atomic cache operation: every redeemer may read the entry, but only the one whose
-``cache.delete()`` actually removed it wins (Redis ``DEL`` answers how many keys it removed; the
-local-memory, database and Memcached backends report the same). The entry outlives the ticket by
-:data:`GRACE_SECONDS` so that a late redemption says ``ticket-expired`` rather than
-``auth-invalid``, and a spent ticket leaves a marker so that a second redemption says
-``ticket-reused``.
+``cache.add()`` of the ticket's *spent marker* succeeds wins (``SET NX`` on Redis; ``add`` is atomic
+on every Django cache backend), and the entry is then deleted. The marker also makes a second
+redemption say ``ticket-reused``, and the entry outlives the ticket by :data:`GRACE_SECONDS` so
+that a late redemption says ``ticket-expired`` rather than ``auth-invalid``.
 """
 
 from __future__ import annotations
@@ -114,9 +113,11 @@ def redeem(ticket: str) -> Grant | AuthReason:
     data = store.get(key)
     if data is None:
         return AuthReason.TICKET_REUSED if store.get(_spent_key(ticket)) is not None else AuthReason.AUTH_INVALID
-    if not store.delete(key):
+    # The atomic step: only one redeemer can create the spent marker (SET NX on Redis). It is
+    # created before the entry goes, so whoever then finds no entry finds the marker.
+    if not store.add(_spent_key(ticket), 1, timeout=ticket_ttl() + GRACE_SECONDS):
         return AuthReason.TICKET_REUSED
-    store.set(_spent_key(ticket), 1, timeout=ticket_ttl() + GRACE_SECONDS)
+    store.delete(key)
     grant = Grant.from_dict(data)
     if grant is None:
         return AuthReason.AUTH_INVALID
