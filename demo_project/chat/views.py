@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from .models import MAX_MESSAGE_CHARS, Room
@@ -14,14 +14,6 @@ from .models import MAX_MESSAGE_CHARS, Room
 
 def _hostile_url() -> str:
     return getattr(settings, "DEMO_HOSTILE_URL", "")
-
-
-def _ticket_url() -> str | None:
-    # TEMPORARY until wsguard.urls lands (issue 4).
-    try:
-        return reverse("wsguard:ticket")
-    except NoReverseMatch:
-        return None
 
 
 @login_required
@@ -38,7 +30,7 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
     config = {
         "room": found.slug,
         "socketPath": f"/ws/chat/{found.slug}/",
-        "ticketUrl": _ticket_url(),
+        "ticketUrl": reverse("wsguard:ticket"),
         "maxChars": MAX_MESSAGE_CHARS,
     }
     return render(request, "chat/room.html", {"room": found, "config": config, "hostile_url": _hostile_url()})

@@ -71,7 +71,6 @@
   }
 
   async function mintTicket() {
-    if (!config.ticketUrl) return { ticket: null }; // TEMPORARY until the ticket endpoint lands
     const response = await fetch(config.ticketUrl, {
       method: "POST",
       credentials: "same-origin",
@@ -99,7 +98,7 @@
         finish("signed out; sign in again to chat", 4401);
         return;
       }
-      protocols = minted.ticket ? [PROTOCOL, TICKET_PROTOCOL_PREFIX + minted.ticket] : []; // TEMPORARY
+      protocols = [PROTOCOL, TICKET_PROTOCOL_PREFIX + minted.ticket];
     } catch (error) {
       scheduleReconnect("could not get a ticket", undefined);
       return;
