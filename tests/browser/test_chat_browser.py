@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import DEMO_PASSWORD, DemoSite, start_demo
+from tests.demo_site import DEMO_PASSWORD, DemoSite, start_demo
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne]
