@@ -316,8 +316,7 @@ def parse_pattern(pattern: object) -> Pattern:
         raise PatternError(
             pattern,
             f"the host {host!r} is not a valid host name or IP address.",
-            "Write a name such as example.com, a dotted IPv4 address, or a bracketed IPv6 address; "
-            "no trailing dot.",
+            "Write a name such as example.com, a dotted IPv4 address, or a bracketed IPv6 address; no trailing dot.",
         )
     if wildcard:
         if normal.startswith("[") or _normalise_ip(normal) is not None:
