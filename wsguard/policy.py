@@ -10,6 +10,7 @@ handshake (:class:`HandshakeFacts`, gathered from the ASGI headers in one pass) 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -255,12 +256,14 @@ def build_admin_snapshot(
 
 _snapshot: PolicySnapshot | None = None
 _first_use_hooks: list[Callable[[], None]] = []
+_hooked_loop: object | None = None
 
 
 def on_first_use(hook: Callable[[], None]) -> Callable[[], None]:
-    """Register a cheap, non-blocking function to call when :func:`get_snapshot` has to fall back
-    to the settings alone (no snapshot installed yet). It must not touch the database itself;
-    :mod:`wsguard.sync` uses it to schedule a background load."""
+    """Register a cheap, non-blocking function to call the first time :func:`get_snapshot` runs in
+    each event loop (in a server: the process's first handshake). It must not touch the database
+    itself; :mod:`wsguard.sync` uses it to start the listener and, if no rows are loaded yet, to
+    schedule a background load."""
     if hook not in _first_use_hooks:
         _first_use_hooks.append(hook)
     return hook
@@ -268,16 +271,20 @@ def on_first_use(hook: Callable[[], None]) -> Callable[[], None]:
 
 def get_snapshot() -> PolicySnapshot:
     """The snapshot in force in this process. Never touches the database: until one is installed
-    it is the settings alone (fail closed), and a background load is requested."""
-    global _snapshot
+    it is the settings alone (fail closed)."""
+    global _snapshot, _hooked_loop
     snapshot = _snapshot
     if snapshot is None:
         snapshot = _snapshot = build_snapshot()
-        for hook in list(_first_use_hooks):
-            try:
-                hook()
-            except Exception:
-                logger.exception("wsguard: policy first-use hook %r failed", hook)
+    if _first_use_hooks:
+        loop = asyncio._get_running_loop()
+        if loop is not None and loop is not _hooked_loop:
+            _hooked_loop = loop
+            for hook in list(_first_use_hooks):
+                try:
+                    hook()
+                except Exception:
+                    logger.exception("wsguard: policy first-use hook %r failed", hook)
     return snapshot
 
 

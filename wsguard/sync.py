@@ -260,8 +260,9 @@ async def _on_policy_changed(event: dict) -> None:
 
 
 def _on_first_use() -> None:
-    """No snapshot installed yet in this process (start-up found no database): load one in the
-    background and start the listener so that ticks retry. Never blocks the handshake."""
+    """The first handshake in this process's event loop: start the listener (broadcasts, version
+    polls, expiry) even before any socket is accepted, and if start-up found no database, load the
+    rows in the background. Never blocks the handshake."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
