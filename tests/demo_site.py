@@ -24,6 +24,8 @@ class DemoSite:
     chat: Daphne
     hostile: Daphne
     control: Daphne | None = None
+    # Further chat processes (``workers`` > 1), sharing the database and the channel layer.
+    workers: list[Daphne] = field(default_factory=list)
     servers: list[Daphne] = field(default_factory=list)
 
     @property
@@ -65,6 +67,7 @@ def start_demo(
     tmp_dir: Path,
     *,
     control: bool = True,
+    workers: int = 1,
     chat_port: int | None = None,
     trusted_origins: tuple[str, ...] = (),
     **extra_env: str,
@@ -98,6 +101,11 @@ def start_demo(
     try:
         site.chat = Daphne(app="demo_project.asgi:application", env=site_env, port=chat_port).start(tmp_dir)
         site.servers.append(site.chat)
+        site.workers.append(site.chat)
+        for _ in range(workers - 1):
+            worker = Daphne(app="demo_project.asgi:application", env=site_env).start(tmp_dir)
+            site.servers.append(worker)
+            site.workers.append(worker)
         site.hostile = Daphne(
             app="demo_project.hostile:application",
             env={**site_env, "DEMO_HOSTILE_TARGET": f"ws://127.0.0.1:{chat_port}/ws/chat/lobby/"},
