@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "wsguard-tests-not-secret")
 
-from demo_project.settings import *  # noqa: E402,F403
+from demo_project.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost", "app.example.com"]

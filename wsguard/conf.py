@@ -7,6 +7,7 @@ Defaults live in :data:`DEFAULTS`; unknown keys and ill-typed values are refused
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -100,7 +101,7 @@ def _check_bool(key: str) -> Callable[[Any], Problem | None]:
 def _check_positive_number(key: str, integer: bool = False) -> Callable[[Any], Problem | None]:
     def check(value: Any) -> Problem | None:
         kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        if isinstance(value, kinds) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, kinds) and not isinstance(value, bool) and 0 < value < math.inf:
             return None
         what = "a positive whole number" if integer else "a positive number"
         return Problem("wsguard.E002", f"{key} must be {what}, not {value!r}.", f"Remove {key} to use the default.")
@@ -109,7 +110,7 @@ def _check_positive_number(key: str, integer: bool = False) -> Callable[[Any], P
 
 
 def _check_missing_origin(value: Any) -> Problem | None:
-    if value in MISSING_ORIGIN_CHOICES:
+    if isinstance(value, str) and value in MISSING_ORIGIN_CHOICES:
         return None
     return Problem(
         "wsguard.E003",
