@@ -259,7 +259,10 @@ class ControlListener:
             attempt = 0
             while True:
                 try:
-                    channel = await layer.new_channel("wsguard.control.")
+                    # The default prefix on purpose: channels_redis reads all of a process's
+                    # channels through one Redis key and one lock per prefix, so a channel of its
+                    # own would wait behind every consumer's blocking read (up to seconds).
+                    channel = await layer.new_channel()
                     await layer.group_add(CONTROL_GROUP, channel)
                     if attempt:
                         logger.warning("wsguard: control listener reconnected to the channel layer")
