@@ -178,3 +178,130 @@ def check_trusted_origin_rows(
                 )
             )
     return messages
+
+
+# --- the authentication step: the websocket application tree (wsguard.E023-E025, W020-W021) ---
+
+_MAX_APP_DEPTH = 64
+_WRAPPER_ATTRIBUTES = ("inner", "application", "app")
+
+
+def _websocket_app() -> Any:
+    """The websocket application of ``settings.ASGI_APPLICATION``, or None when there is none."""
+    from django.utils.module_loading import import_string
+
+    dotted = getattr(settings, "ASGI_APPLICATION", None)
+    if not isinstance(dotted, str):
+        return None
+    try:
+        app = import_string(dotted)
+    except Exception:
+        return None
+    mapping = getattr(app, "application_mapping", None)
+    if isinstance(mapping, dict):
+        return mapping.get("websocket")
+    return app
+
+
+def _walk_websocket_app(app: Any, route: str, above: frozenset[str], found: list[tuple[str, str]], depth: int) -> None:
+    """Record ``(kind, route)`` problems in ``found``; ``above`` names what wraps ``app``."""
+    from channels.auth import AuthMiddleware
+    from channels.routing import URLRouter
+    from channels.security.websocket import OriginValidator
+
+    from .middleware import HandshakeAuth, OriginGuard, RouteGuard
+
+    if app is None or depth > _MAX_APP_DEPTH:
+        return
+    if isinstance(app, OriginGuard):
+        above = above | {"origin"}
+    elif isinstance(app, OriginValidator):
+        above = above | {"channels-origin"}
+    elif isinstance(app, (HandshakeAuth, AuthMiddleware)):
+        if "origin" not in above:
+            found.append(("session-unguarded" if "channels-origin" not in above else "session-channels-only", route))
+        above = above | {"auth"}
+    elif isinstance(app, RouteGuard) and "auth" not in above:
+        found.append(("route-guard-alone", route))
+    if isinstance(app, URLRouter):
+        for entry in app.routes:
+            pattern = getattr(entry, "pattern", None)
+            _walk_websocket_app(
+                getattr(entry, "callback", None), route + str(pattern or ""), above, found, depth + 1
+            )
+        return
+    for attribute in _WRAPPER_ATTRIBUTES:
+        inner = getattr(app, attribute, None)
+        if inner is not None and callable(inner):
+            _walk_websocket_app(inner, route, above, found, depth + 1)
+            return
+    if "origin" not in above and "channels-origin" not in above:
+        found.append(("route-unguarded", route or "/"))
+
+
+@checks.register(checks.Tags.security)
+def check_websocket_stack(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E023 session authentication with no Origin check in front; E024 ``guard()`` with no
+    authentication above it; E025 an AUTHENTICATORS entry that cannot be loaded; W020 a websocket
+    route no Origin guard covers; W021 session authentication behind Channels' OriginValidator only."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    messages: list[checks.CheckMessage] = []
+    raw = _wsguard_raw()
+    paths = raw.get("AUTHENTICATORS") if isinstance(raw, dict) else None
+    if isinstance(paths, (list, tuple)) and all(isinstance(p, str) for p in paths):
+        from .auth import load_authenticators
+
+        try:
+            load_authenticators(paths)
+        except ImproperlyConfigured as exc:
+            messages.append(
+                checks.Error(
+                    str(exc).removeprefix("WSGUARD: "),
+                    hint="Fix the dotted path, or remove AUTHENTICATORS to use the defaults.",
+                    id="wsguard.E025",
+                )
+            )
+    found: list[tuple[str, str]] = []
+    try:
+        _walk_websocket_app(_websocket_app(), "", frozenset(), found, 0)
+    except Exception:  # a check never crashes on an application it cannot read
+        return messages
+    for kind, route in found:
+        if kind == "session-unguarded":
+            messages.append(
+                checks.Error(
+                    f"Session authentication is reachable on websocket route {route!r} with no Origin check in front: "
+                    "any web page a logged-in user visits can open that socket as the user (CSWSH).",
+                    hint='Wrap the websocket router in wsguard.GuardStack: {"websocket": GuardStack(URLRouter(...))}.',
+                    id="wsguard.E023",
+                )
+            )
+        elif kind == "route-guard-alone":
+            messages.append(
+                checks.Error(
+                    f"wsguard.guard() on websocket route {route!r} has no wsguard authentication above it; every "
+                    "handshake there raises ValueError.",
+                    hint="Wrap the websocket router in wsguard.GuardStack(URLRouter(...)).",
+                    id="wsguard.E024",
+                )
+            )
+        elif kind == "session-channels-only":
+            messages.append(
+                checks.Warning(
+                    f"Session authentication on websocket route {route!r} is behind Channels' OriginValidator only: "
+                    "no strict Origin parsing, no Host check against DNS rebinding, no revocation of live sockets.",
+                    hint="Replace AllowedHostsOriginValidator(AuthMiddlewareStack(...)) with wsguard.GuardStack(...) "
+                    "(docs/migrating.md).",
+                    id="wsguard.W021",
+                )
+            )
+        else:
+            messages.append(
+                checks.Warning(
+                    f"Websocket route {route!r} is not covered by any Origin guard.",
+                    hint="Wrap the websocket router in wsguard.GuardStack(URLRouter(...)).",
+                    id="wsguard.W020",
+                )
+            )
+    return messages

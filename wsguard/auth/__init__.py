@@ -194,7 +194,12 @@ def load_authenticators(paths: Iterable[str]) -> tuple[Authenticator, ...]:
                 f"WSGUARD: AUTHENTICATORS entry {path!r} cannot be imported ({exc}). "
                 "Write the dotted path of a class, e.g. 'wsguard.auth.tickets.TicketAuthenticator'."
             ) from None
-        instance = factory()
+        try:
+            instance = factory()
+        except Exception as exc:
+            raise ImproperlyConfigured(
+                f"WSGUARD: AUTHENTICATORS entry {path!r} cannot be built with no arguments ({exc!r})."
+            ) from None
         if not isinstance(instance, Authenticator) or not isinstance(getattr(instance, "name", None), str):
             raise ImproperlyConfigured(
                 f"WSGUARD: AUTHENTICATORS entry {path!r} is not an authenticator: it needs a `name`, an "
