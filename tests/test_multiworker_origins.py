@@ -5,6 +5,7 @@ back reaches both; revocation closes open sockets on the other process with 4403
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -59,8 +60,14 @@ def wait_status(workers: tuple[Daphne, ...], origin: str, expected: int) -> floa
     return time.monotonic() - started
 
 
-def open_socket(worker: Daphne, origin: str) -> ClientConnection:
-    ws = connect(f"ws://127.0.0.1:{worker.port}/ws/echo/", origin=origin, open_timeout=10)
+@pytest.fixture
+def stack():
+    with contextlib.ExitStack() as sockets:
+        yield sockets
+
+
+def open_socket(stack: contextlib.ExitStack, worker: Daphne, origin: str) -> ClientConnection:
+    ws = stack.enter_context(connect(f"ws://127.0.0.1:{worker.port}/ws/echo/", origin=origin, open_timeout=10))
     ws.send("ping")
     assert ws.recv(timeout=10) == "ping"
     return ws
@@ -80,7 +87,7 @@ def fresh_origin() -> str:
     return f"https://p{uuid.uuid4().hex[:10]}.example"
 
 
-def test_trusted_on_one_side_accepted_on_the_other_and_revocation_closes_live_sockets(cluster):
+def test_trusted_on_one_side_accepted_on_the_other_and_revocation_closes_live_sockets(cluster, stack):
     (a, b), env = cluster
     origin = fresh_origin()
     assert status(a, origin) == 403 and status(b, origin) == 403
@@ -89,8 +96,8 @@ def test_trusted_on_one_side_accepted_on_the_other_and_revocation_closes_live_so
     took = wait_status((a, b), origin, 101)
     print(f"\ntrust in force on both workers after {took:.2f}s")
 
-    on_b, on_a = open_socket(b, origin), open_socket(a, origin)
-    other = open_socket(b, "https://app.example.com")  # trusted by settings: must stay open
+    on_b, on_a = open_socket(stack, b, origin), open_socket(stack, a, origin)
+    other = open_socket(stack, b, "https://app.example.com")  # trusted by settings: must stay open
 
     manage(env, "disable", origin)
     took = wait_status((a, b), origin, 403)
@@ -99,7 +106,6 @@ def test_trusted_on_one_side_accepted_on_the_other_and_revocation_closes_live_so
     assert close_code(on_a) == 4403
     other.send("still here")
     assert other.recv(timeout=10) == "still here"
-    other.close()
 
 
 def test_a_change_without_broadcast_is_found_by_polling_the_version_key(cluster, redis_url):
@@ -124,23 +130,23 @@ def test_a_change_without_broadcast_is_found_by_polling_the_version_key(cluster,
     print(f"\npolled change in force on both workers after {took:.2f}s")
 
 
-def test_expiry_closes_sockets_on_every_worker_without_any_write(cluster):
+def test_expiry_closes_sockets_on_every_worker_without_any_write(cluster, stack):
     (a, b), env = cluster
     origin = fresh_origin()
     manage(env, "add", origin, "--expires", "4s")
     wait_status((a, b), origin, 101)
-    sockets = [open_socket(a, origin), open_socket(b, origin)]
+    sockets = [open_socket(stack, a, origin), open_socket(stack, b, origin)]
     assert [close_code(ws) for ws in sockets] == [4403, 4403]
     assert status(a, origin) == 403 and status(b, origin) == 403
 
 
-def test_deleting_a_row_revokes_it_everywhere(cluster):
+def test_deleting_a_row_revokes_it_everywhere(cluster, stack):
     (a, b), env = cluster
     origin = fresh_origin()
     manage(env, "add", origin, "--path", "/ws/echo/")
     wait_status((a, b), origin, 101)
     assert raw_handshake(a.port, "/ws/chat/", headers=[("Origin", origin)])[0] == 403  # out of scope
-    ws = open_socket(b, origin)
+    ws = open_socket(stack, b, origin)
     manage(env, "remove", origin)
     wait_status((a, b), origin, 403)
     assert close_code(ws) == 4403
