@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
+import re
 import time
 from collections.abc import Iterator
 
@@ -246,3 +248,51 @@ async def test_expiry_takes_effect_without_any_write():
     assert not any(q.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")) for q in queries)
     refused = communicator("https://brief.example")
     assert (await refused.connect())[0] is False
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+
+def check_ids(*args: str) -> set[str]:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    out = io.StringIO()
+    try:
+        call_command("check", *args, stdout=out, stderr=out)
+    except SystemCheckError as exc:
+        out.write(str(exc))
+    return set(re.findall(r"wsguard\.[EW]01\d", out.getvalue()))
+
+
+def test_process_local_cache_and_layer_warn_under_deploy(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    assert {"wsguard.W010", "wsguard.W011"} <= check_ids("--deploy")
+    assert not {"wsguard.W010", "wsguard.W011"} & check_ids()
+
+
+def test_shared_cache_and_layer_do_not_warn(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/1"}
+    }
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://x"]}}
+    }
+    assert not {"wsguard.W010", "wsguard.W011"} & check_ids("--deploy")
+
+
+def test_cache_alias_must_name_a_cache(settings):
+    settings.WSGUARD = {**settings.WSGUARD, "CACHE_ALIAS": "policy"}
+    assert "wsguard.E010" in check_ids()
+
+
+@pytest.mark.django_db
+def test_rows_the_policy_refuses_are_reported_under_check_database():
+    TrustedOrigin.objects.bulk_create([TrustedOrigin(origin="*"), TrustedOrigin(origin="example.com")])
+    TrustedOrigin.objects.create(origin="https://fine.example")
+    from wsguard.checks import check_trusted_origin_rows
+
+    messages = check_trusted_origin_rows(databases=["default"])
+    assert [m.id for m in messages] == ["wsguard.E011", "wsguard.E011"]
+    assert check_trusted_origin_rows(databases=None) == []
