@@ -228,7 +228,12 @@ async def recheck_if_changed() -> int:
     snapshot = policy.installed_snapshot()
     if snapshot is None or snapshot is _state.rechecked:
         return 0
-    _state.rechecked = snapshot
+    first, _state.rechecked = _state.rechecked is None, snapshot
+    if first:
+        return 0  # the first snapshot this process sees: its sockets were accepted under it
+    if snapshot.report_only:
+        # Report-only lets denied handshakes through; it must not close them either.
+        return 0
     return await live.recheck_origins(snapshot)
 
 
