@@ -115,6 +115,12 @@ class RateLimitedLog:
 _log: RateLimitedLog | None = None
 
 
+def _forget_log_budget() -> None:
+    """A settings change starts a fresh log budget (and makes tests independent of each other)."""
+    global _log
+    _log = None
+
+
 def rate_limited_log() -> RateLimitedLog:
     global _log
     from . import conf
@@ -144,3 +150,12 @@ def report(rejection: Rejection, sender: object) -> None:
     for receiver, result in handshake_rejected.send_robust(sender=sender, rejection=rejection):
         if isinstance(result, Exception):
             logger.error("wsguard: handshake_rejected receiver %r failed: %r", receiver, result)
+
+
+def _register_reset() -> None:
+    from . import conf
+
+    conf.on_reset(_forget_log_budget)
+
+
+_register_reset()
