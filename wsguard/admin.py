@@ -85,7 +85,9 @@ class TestOriginForm(forms.Form):
     )
     path = forms.CharField(initial="/", max_length=500, help_text="The websocket path, e.g. /ws/chat/.")
     host = forms.CharField(required=False, max_length=300, help_text="The Host header; default: ALLOWED_HOSTS[0].")
-    secure = forms.BooleanField(required=False, help_text="The socket is wss:// (or behind a TLS proxy).")
+    secure = forms.BooleanField(
+        required=False, initial=True, help_text="The socket is wss:// (or behind a TLS proxy); untick for ws://."
+    )
 
 
 @admin.register(TrustedOrigin)
@@ -149,7 +151,7 @@ class TrustedOriginAdmin(admin.ModelAdmin):
             sync.ensure_current()
             data = form.cleaned_data
             lines = explain(
-                data["origin"], path=data["path"] or "/", host=data["host"] or None, secure=data["secure"] or None
+                data["origin"], path=data["path"] or "/", host=data["host"] or None, secure=data["secure"]
             )
         context = {
             **self.admin_site.each_context(request),
