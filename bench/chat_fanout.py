@@ -135,6 +135,7 @@ class Client:
         self.history = asyncio.Event()
         self.acks: asyncio.Queue = asyncio.Queue()
         self.phase: Phase | None = None
+        self.last_presence = 0.0
         self.task: asyncio.Task | None = None
 
     async def open(self) -> None:
@@ -165,6 +166,8 @@ class Client:
                 self.acks.put_nowait(data)
             elif kind == "history":
                 self.history.set()
+            elif kind == "presence":
+                self.last_presence = now
 
     async def send(self, phase: Phase, seq: int) -> None:
         text = f"{phase.name}:{self.index}:{seq}:{time.perf_counter()!r}"
@@ -189,7 +192,13 @@ async def measure(ports: list[int], cookies: list[tuple[str, str]], args: argpar
     for batch in range(0, len(clients), 20):
         await asyncio.gather(*(c.open() for c in clients[batch : batch + 20]))
     await asyncio.wait_for(asyncio.gather(*(c.history.wait() for c in clients)), 60)
-    await asyncio.sleep(2.0)  # presence gossip of 200 joins settles
+    # Let the presence traffic of 200 joins die down: measure chat messages, not joins.
+    quiet_since = time.perf_counter()
+    for _ in range(1200):
+        await asyncio.sleep(0.1)
+        last = max(c.last_presence for c in clients)
+        if time.perf_counter() - max(last, quiet_since) > 1.0:
+            break
     senders = clients[:SENDERS]
     phases = []
     try:
@@ -246,7 +255,13 @@ def run_stack(app: str, env: dict[str, str], tmp: Path, args: argparse.Namespace
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     cookies = prepare({**os.environ, **env}, args.clients)
     with daphne(app, tmp_dir=tmp, **env) as first, daphne(app, tmp_dir=tmp, **env) as second:
-        return asyncio.run(measure([first.port, second.port], cookies, args))
+        try:
+            return asyncio.run(measure([first.port, second.port], cookies, args))
+        except Exception:
+            for server in (first, second):
+                lines = [line for line in server.log().splitlines() if '"WS' not in line]
+                print(f"--- daphne :{server.port} log (tail, without the access log) ---\n" + "\n".join(lines[-60:]))
+            raise
 
 
 def main() -> None:

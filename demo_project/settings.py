@@ -95,10 +95,12 @@ DATABASES = {
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        # A room's fan-out puts one message on every member's channel: room for bursts.
+        # channels-redis queues every consumer of one process on one Redis key, and "capacity" bounds
+        # that key: a room's fan-out adds one entry per local member, so the default (100) would
+        # drop live messages in a room of a few hundred.
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 20000},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -93,11 +93,7 @@ def start_demo(
     site = DemoSite(var_dir=var_dir, env=env, chat=Daphne(), hostile=Daphne())
     site.manage("demo", "--no-serve")
     for origin in trusted_origins:
-        site.manage(
-            "shell",
-            "-c",
-            f"from wsguard.models import TrustedOrigin; TrustedOrigin.objects.create(origin={origin!r}, note='test')",
-        )
+        site.manage("wsguard_origins", "add", origin, "--note", "added by the test")
     try:
         site.chat = Daphne(app="demo_project.asgi:application", env=site_env, port=chat_port).start(tmp_dir)
         site.servers.append(site.chat)

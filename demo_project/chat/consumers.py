@@ -16,11 +16,13 @@ Protocol (JSON text frames):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import store
@@ -32,6 +34,14 @@ CLOSE_NOT_SIGNED_IN = 4401
 CLOSE_NO_SUCH_ROOM = 4404
 
 
+PRESENCE_DEBOUNCE_SECONDS = 0.05
+
+# Who is in each room on *this* process: {room id: {channel name: username}}. A newcomer reads its
+# local neighbours here; each other process answers its join with one "here" message listing its
+# members, so a join costs one reply per process rather than one per member.
+_local_rosters: dict[int, dict[str, str]] = {}
+
+
 def room_group(room_id: int) -> str:
     return f"chat.room.{room_id}"
 
@@ -40,6 +50,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     room: Any = None
     group: str | None = None
     username: str = ""
+    _presence_task: asyncio.Task | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -54,10 +65,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.username = user.get_username()
         self.group = room_group(self.room.pk)
-        self.online: dict[str, str] = {self.channel_name: self.username}
         # Join the group before reading the history: a message sent in between then arrives
         # twice (the page drops the duplicate by id) rather than not at all.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        local = _local_rosters.setdefault(self.room.pk, {})
+        local[self.channel_name] = self.username
+        self.online: dict[str, str] = dict(local)
         await self.accept()
         history = await database_sync_to_async(store.recent_messages)(self.room)
         await self.send_json(
@@ -76,6 +89,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group is None:
             return
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+        local = _local_rosters.get(self.room.pk, {})
+        local.pop(self.channel_name, None)
+        if not local:
+            _local_rosters.pop(self.room.pk, None)
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await self.channel_layer.group_send(self.group, {"type": "presence.leave", "channel": self.channel_name})
 
@@ -119,22 +138,35 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "message", "message": event["message"]})
 
     async def presence_join(self, event: dict[str, Any]) -> None:
-        self.online[event["channel"]] = event["user"]
-        if event["channel"] != self.channel_name:
-            await self.channel_layer.send(
-                event["channel"], {"type": "presence.here", "channel": self.channel_name, "user": self.username}
-            )
-        await self.send_presence()
+        joiner = event["channel"]
+        self.online[joiner] = event["user"]
+        local = _local_rosters.get(self.room.pk, {})
+        if joiner not in local and local and min(local) == self.channel_name:
+            # The joiner is on another process: one member here (the same one every time) tells it
+            # who is on this process.
+            try:
+                await self.channel_layer.send(joiner, {"type": "presence.here", "users": dict(local)})
+            except ChannelFull:
+                # Presence is best effort: under a burst of joins the newcomer may miss names
+                # until their next change, which is better than closing this socket.
+                logger.info("chat: presence reply dropped, the channel layer is full")
+        self.presence_changed()
 
     async def presence_here(self, event: dict[str, Any]) -> None:
-        self.online[event["channel"]] = event["user"]
-        await self.send_presence()
+        self.online.update(event["users"])
+        self.presence_changed()
 
     async def presence_leave(self, event: dict[str, Any]) -> None:
         if self.online.pop(event["channel"], None) is not None:
-            await self.send_presence()
+            self.presence_changed()
 
-    async def send_presence(self) -> None:
+    def presence_changed(self) -> None:
+        # Coalesced: a burst of joins becomes one frame to the page, not one per join.
+        if self._presence_task is None or self._presence_task.done():
+            self._presence_task = asyncio.get_running_loop().create_task(self._send_presence_soon())
+
+    async def _send_presence_soon(self) -> None:
+        await asyncio.sleep(PRESENCE_DEBOUNCE_SECONDS)
         await self.send_json({"type": "presence", "users": sorted(set(self.online.values()))})
 
     @classmethod
