@@ -151,6 +151,13 @@ def test_the_test_an_origin_view_shows_the_explain_output(admin_client, rows, or
     assert line in response.context["lines"][-1] or any(line in x for x in response.context["lines"])
 
 
+@pytest.mark.parametrize(("secure", "verdict"), [("", "Allowed"), ("on", "Denied")])
+def test_the_test_view_follows_the_socket_scheme_for_same_origin(admin_client, rows, secure, verdict):
+    query = {"origin": "http://app.example.com", "path": "/", "host": "app.example.com", "secure": secure}
+    response = admin_client.get(reverse("admin:wsguard_trustedorigin_test"), query)
+    assert f'<h2 id="wsguard-verdict">{verdict}</h2>' in response.content.decode()
+
+
 def test_the_test_view_needs_the_admin(client):
     response = client.get(reverse("admin:wsguard_trustedorigin_test"), {"origin": "https://a.example", "path": "/"})
     assert response.status_code == 302 and "/login/" in response["Location"]
