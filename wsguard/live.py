@@ -509,7 +509,6 @@ def _revalidate_all(sockets: list[LiveSocket]) -> list[tuple[LiveSocket, str | N
     return results
 
 
-@on_tick
 async def sweep(force: bool = False) -> int:
     """Re-validate sockets whose credential expired or that were last checked
     ``REVALIDATE_SECONDS`` ago; close (4401) those whose credential no longer holds."""
@@ -540,6 +539,11 @@ async def sweep(force: bool = False) -> int:
     if closed:
         logger.warning("wsguard: re-validation closed %d live socket(s)", closed)
     return closed
+
+
+@on_tick
+async def _sweep_tick() -> None:
+    await sweep()
 
 
 @on_tick

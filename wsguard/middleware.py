@@ -411,7 +411,7 @@ class RouteGuard:
             return await self.inner(scope, receive, send)
         info = scope.get(SCOPE_KEY)
         state = info.get("auth") if isinstance(info, dict) else None
-        if not isinstance(state, AuthState):
+        if not isinstance(info, dict) or not isinstance(state, AuthState):
             raise ValueError(GUARD_MISUSE)
         reason: str | None = None
         if self.matcher is not None:

@@ -27,7 +27,9 @@ def _hash_verifies(user: Any, session_hash: object) -> bool:
     if constant_time_compare(session_hash, user.get_session_auth_hash()):
         return True
     fallbacks = getattr(user, "get_session_auth_fallback_hash", None)
-    return bool(fallbacks) and any(constant_time_compare(session_hash, h) for h in fallbacks())
+    if not callable(fallbacks):
+        return False
+    return any(constant_time_compare(session_hash, h) for h in fallbacks())
 
 
 def _inactive_user_exists(user_id: object) -> bool:
