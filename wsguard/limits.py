@@ -97,15 +97,15 @@ class SocketSlots:
 
     def acquire(self, user_id: str, cap: int | None) -> str | None:
         """A slot key for one more socket of ``user_id``; None when the user already holds ``cap``.
-        With no cap, the empty string (nothing to release)."""
+        With no cap, the empty string (nothing to release). Slots are tried in order, so a user
+        with ``n`` open sockets costs ``n + 1`` atomic ``add`` calls (one for the first socket)."""
         if cap is None:
             return ""
         store = cache()
-        keys = [f"{SLOT_PREFIX}{user_id}:{n}" for n in range(cap)]
-        taken = store.get_many(keys)
         value = f"{self.owner}:{secrets.token_hex(4)}"
-        for key in keys:
-            if key not in taken and store.add(key, value, timeout=LEASE_SECONDS):
+        for n in range(cap):
+            key = f"{SLOT_PREFIX}{user_id}:{n}"
+            if store.add(key, value, timeout=LEASE_SECONDS):
                 with self._lock:
                     self.held[key] = value
                 return key
@@ -116,12 +116,10 @@ class SocketSlots:
             return
         with self._lock:
             value = self.held.pop(key, None)
-        if value is None:
-            return
-        store = cache()
-        # Delete only our own lease: after a stall another socket may have taken the slot.
-        if store.get(key) == value:
-            store.delete(key)
+        if value is not None:
+            # A lease lost in a stall longer than LEASE_SECONDS may have been taken by another
+            # socket; deleting it then lets the user exceed the cap by one until that socket ends.
+            cache().delete(key)
 
     def renewal_due(self) -> bool:
         return bool(self.held) and time.monotonic() - self._renewed_at >= RENEW_SECONDS
@@ -140,6 +138,14 @@ class SocketSlots:
 
 
 slots = SocketSlots()
+
+
+def cache_is_local() -> bool:
+    """True for caches inside this process (local memory, dummy): calling them does no I/O."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    return isinstance(cache(), (LocMemCache, DummyCache))
 
 
 def max_sockets_per_user() -> int | None:

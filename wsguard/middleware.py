@@ -266,8 +266,8 @@ class HandshakeAuth:
                 verdict = await database_sync_to_async(_authenticate)(
                     authenticators_for(self.paths), handshake, client
                 )
-        except Exception:
-            logger.exception("wsguard: the authentication step failed; denying the handshake")
+        except Exception as exc:
+            _log_auth_failure(exc)
             verdict = _Verdict(Denied(AuthReason.AUTH_ERROR))
             handshake = Handshake(scope=scope, path="", origin=None, token_only=False, cookies={})
         report_only = conf.get_settings().report_only
@@ -281,7 +281,10 @@ class HandshakeAuth:
             await self._serve(scope, receive, send, info, handshake, outcome, report_only)
         finally:
             if verdict.slot:
-                await sync_to_async(limits.slots.release, thread_sensitive=False)(verdict.slot)
+                if limits.cache_is_local():
+                    limits.slots.release(verdict.slot)
+                else:
+                    await sync_to_async(limits.slots.release, thread_sensitive=False)(verdict.slot)
 
     async def _serve(
         self,
@@ -317,6 +320,37 @@ class HandshakeAuth:
         if handshake.credential_in_protocols or outcome is None:
             send = _guarded_send(send, handshake, state)
         await self.inner(child, receive, send)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Is ``exc`` the database or the cache being out of reach (an outage, not a defect)?"""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
+        return True
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:
+        return False
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
+def _log_auth_failure(exc: Exception) -> None:
+    """During a database or cache outage every handshake that needs it fails alike: one
+    rate-limited line naming the exception class (its text may quote a query), no traceback.
+    Anything else is a defect and is logged in full."""
+    if not _unreachable(exc):
+        logger.exception("wsguard: the authentication step failed; denying the handshake")
+        return
+    from .rejections import rate_limited_log
+
+    rate_limited_log().emit(
+        logging.WARNING,
+        f"wsguard: the authentication step could not reach the database or cache ({type(exc).__name__}); "
+        "denying the handshake",
+        {"wsguard_reason": AuthReason.AUTH_ERROR},
+    )
 
 
 def _report(scope: Scope, info: dict, reason: str, report_only: bool, sender: object) -> None:
