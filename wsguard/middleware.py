@@ -281,7 +281,10 @@ class HandshakeAuth:
             await self._serve(scope, receive, send, info, handshake, outcome, report_only)
         finally:
             if verdict.slot:
-                await sync_to_async(limits.slots.release, thread_sensitive=False)(verdict.slot)
+                if limits.cache_is_local():
+                    limits.slots.release(verdict.slot)
+                else:
+                    await sync_to_async(limits.slots.release, thread_sensitive=False)(verdict.slot)
 
     async def _serve(
         self,
