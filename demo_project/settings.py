@@ -100,7 +100,11 @@ if REDIS_URL:
         # drop live messages in a room of a few hundred.
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 20000},
+            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
+            # channels_redis blocks in BZPOPMIN: every idle consumer then dies with TimeoutError
+            # (1011) within seconds (django/channels_redis#422, redis/redis-py#4091). A read
+            # timeout above the blocking one still notices a Redis that stops answering.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 20000},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
