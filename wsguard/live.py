@@ -257,12 +257,16 @@ class ControlListener:
             if layer is None:
                 await asyncio.Event().wait()  # no layer: ticks only
             attempt = 0
+            channel: str | None = None
             while True:
                 try:
                     # The default prefix on purpose: channels_redis reads all of a process's
                     # channels through one Redis key and one lock per prefix, so a channel of its
                     # own would wait behind every consumer's blocking read (up to seconds).
-                    channel = await layer.new_channel()
+                    # One channel for the process's lifetime: after a failure the group still
+                    # routes events to it, so a new name would strand those sent in between.
+                    if channel is None:
+                        channel = await layer.new_channel()
                     await layer.group_add(CONTROL_GROUP, channel)
                     if attempt:
                         logger.warning("wsguard: control listener reconnected to the channel layer")
