@@ -62,7 +62,9 @@ class _FailureLog:
     def failed(self, exc: BaseException, level: int = logging.WARNING) -> None:
         self.failures += 1
         if not self.failing:
-            self.failing = True
+            # A quiet (start-up) failure is expected while a project is not migrated yet; it must not
+            # swallow the WARNING of the first failure once the process serves.
+            self.failing = level >= logging.WARNING
             logger.log(level, "wsguard: %s failed (%s: %s); %s", self.what, type(exc).__name__, exc, self.consequence)
 
     def succeeded(self) -> None:
@@ -161,7 +163,7 @@ def refresh_sync(ticket: int | None = None, *, startup: bool = False) -> PolicyS
         try:
             token = read_version()
         except Exception as exc:
-            _state.cache.failed(exc, logging.INFO if startup else logging.WARNING)
+            _state.cache.failed(exc, logging.DEBUG if startup else logging.WARNING)
             token = UNKNOWN_VERSION
         else:
             _state.cache.succeeded()
@@ -169,7 +171,7 @@ def refresh_sync(ticket: int | None = None, *, startup: bool = False) -> PolicyS
         try:
             rows = load_rows()
         except Exception as exc:
-            _state.database.failed(exc, logging.INFO if startup else logging.WARNING)
+            _state.database.failed(exc, logging.DEBUG if startup else logging.WARNING)
             _state.attempts_failed += 1
             delay = RETRY_BACKOFF[min(_state.attempts_failed, len(RETRY_BACKOFF)) - 1]
             _state.next_attempt = time.monotonic() + delay
@@ -348,7 +350,7 @@ def load_at_startup() -> PolicySnapshot | None:
 
     alias = router.db_for_read(TrustedOrigin)
     if _sqlite_file_missing(alias):
-        logger.info("wsguard: no database yet; trusting the settings patterns only until it exists")
+        logger.debug("wsguard: no database yet; trusting the settings patterns only until it exists")
         return None
     try:
         with warnings.catch_warnings():
