@@ -116,10 +116,14 @@ class SocketSlots:
             return
         with self._lock:
             value = self.held.pop(key, None)
-        if value is not None:
-            # A lease lost in a stall longer than LEASE_SECONDS may have been taken by another
-            # socket; deleting it then lets the user exceed the cap by one until that socket ends.
+        if value is None:
+            return
+        # A lease lost in a stall longer than LEASE_SECONDS may have been taken by another
+        # socket; deleting it then lets the user exceed the cap by one until that socket ends.
+        try:
             cache().delete(key)
+        except Exception as exc:  # the cache is away: the lease expires by itself
+            logger.warning("wsguard: releasing a socket slot failed (%s); it expires by itself", type(exc).__name__)
 
     def renewal_due(self) -> bool:
         return bool(self.held) and time.monotonic() - self._renewed_at >= RENEW_SECONDS
