@@ -181,3 +181,82 @@ class ChatSocket:
 
     def close(self) -> None:
         self.connection.close()
+
+
+# --- the load test's application -------------------------------------------------------------
+
+
+def _build_load_application() -> object:
+    """``tests.fault_apps:load_application`` for daphne: one echo consumer, ``/g/`` through the
+    whole ``wsguard.GuardStack`` (with ``guard(allow_anonymous=True)``, so a token or nothing
+    gets in) and ``/u/`` with no wsguard at all, the baseline of bench/load.py."""
+    from django.core.asgi import get_asgi_application
+
+    django_asgi_app = get_asgi_application()
+    from channels.generic.websocket import AsyncWebsocketConsumer
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.urls import path
+
+    from wsguard import GuardStack, guard
+
+    class Idle(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.accept()
+
+        async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+            await self.send(text_data=(text_data or "")[:100])
+
+    guarded = GuardStack(URLRouter([path("g/ws/", guard(Idle.as_asgi(), allow_anonymous=True))]))
+    bare = URLRouter([path("u/ws/", Idle.as_asgi())])
+
+    async def websocket(scope: dict, receive: object, send: object) -> None:
+        app = guarded if str(scope.get("path", "")).startswith("/g/") else bare
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    return ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket})
+
+
+def __getattr__(name: str) -> object:
+    if name == "load_application":
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.auth_settings")
+        app = _build_load_application()
+        globals()["load_application"] = app
+        return app
+    raise AttributeError(name)
+
+
+async def open_idle(port: int, path: str, headers: list[tuple[str, str]]) -> tuple[object, object, int]:
+    """One upgrade, left open: (reader, writer, status)."""
+    import asyncio
+
+    from bench.common import parse_status, upgrade_request
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(upgrade_request(port, path, headers, None))
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    return reader, writer, parse_status(head)
+
+
+async def server_close_code(reader: object, within: float) -> int | None:
+    """Read server frames (unmasked, RFC 6455 section 5.2) until a close frame; its code, or None
+    if the connection ended or ``within`` seconds passed first."""
+    import asyncio
+    import struct
+
+    async def read() -> int | None:
+        while True:
+            first, second = await reader.readexactly(2)  # type: ignore[attr-defined]
+            length = second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", await reader.readexactly(2))  # type: ignore[attr-defined]
+            elif length == 127:
+                (length,) = struct.unpack("!Q", await reader.readexactly(8))  # type: ignore[attr-defined]
+            payload = await reader.readexactly(length)  # type: ignore[attr-defined]
+            if first & 0x0F == 0x8:
+                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+
+    try:
+        return await asyncio.wait_for(read(), within)
+    except (TimeoutError, asyncio.IncompleteReadError, OSError):
+        return None
