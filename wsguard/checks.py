@@ -158,7 +158,7 @@ def check_trusted_origin_rows(
 
     messages: list[checks.CheckMessage] = []
     try:
-        rows = list(TrustedOrigin.objects.in_force().values_list("pk", "origin")[:100000])  # type: ignore[attr-defined]  # as_manager() is opaque to django-stubs
+        rows = list(TrustedOrigin.objects.in_force().values_list("pk", "origin")[:100000])
     except DatabaseError:
         return []
     for pk, origin in rows:

@@ -100,8 +100,8 @@ def _check_bool(key: str) -> Callable[[Any], Problem | None]:
 
 def _check_positive_number(key: str, integer: bool = False) -> Callable[[Any], Problem | None]:
     def check(value: Any) -> Problem | None:
-        kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        if isinstance(value, kinds) and not isinstance(value, bool) and 0 < value < math.inf:
+        number = isinstance(value, int) or (not integer and isinstance(value, float))
+        if number and not isinstance(value, bool) and 0 < value < math.inf:
             return None
         what = "a positive whole number" if integer else "a positive number"
         return Problem("wsguard.E002", f"{key} must be {what}, not {value!r}.", f"Remove {key} to use the default.")

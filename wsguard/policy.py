@@ -14,8 +14,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.http.request import validate_host
@@ -59,7 +60,7 @@ class HandshakeFacts:
     path: str
 
     @classmethod
-    def from_scope(cls, scope: dict, proxy_ssl_header: bytes | None = None) -> HandshakeFacts:
+    def from_scope(cls, scope: Mapping[str, Any], proxy_ssl_header: bytes | None = None) -> HandshakeFacts:
         origins: list[bytes] = []
         hosts: list[bytes] = []
         forwarded: list[bytes] = []
@@ -211,7 +212,8 @@ class PatternCache:
     def compile(self, rows: Iterable[AdminRow], now: float) -> tuple[tuple[Rule, ...], float | None, list[AdminRow]]:
         """Rules for the rows in force at ``now``, the earliest future expiry, and the rows that
         were refused (malformed, or the match-everything pattern, which only settings may hold)."""
-        old, fresh = self._patterns, {}
+        old = self._patterns
+        fresh: dict[str, Pattern | None] = {}
         rules: list[Rule] = []
         refused: list[AdminRow] = []
         next_expiry: float | None = None

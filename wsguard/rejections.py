@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .origins import Reason
 
@@ -47,7 +49,7 @@ def printable(value: bytes | str | None, limit: int = MAX_LOGGED_CHARS) -> str |
     return rendered + ("…" if len(value) > limit else "")
 
 
-def client_address(scope: dict) -> str | None:
+def client_address(scope: Mapping[str, Any]) -> str | None:
     client = scope.get("client")
     if isinstance(client, (list, tuple)) and client and isinstance(client[0], str):
         return printable(client[0], 64)
@@ -78,7 +80,7 @@ class RateLimitedLog:
     """A token bucket in front of the ``wsguard`` logger, so a flood of forged handshakes cannot
     fill a disk. Lines over the budget are counted and the count is reported on the next line."""
 
-    def __init__(self, rate: float, burst: int, clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock

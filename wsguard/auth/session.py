@@ -32,7 +32,7 @@ def _hash_verifies(user: Any, session_hash: object) -> bool:
     return any(constant_time_compare(session_hash, h) for h in fallbacks())
 
 
-def _inactive_user_exists(user_id: object) -> bool:
+def _inactive_user_exists(user_id: str | int) -> bool:
     return get_user_model()._default_manager.filter(pk=user_id, is_active=False).exists()
 
 
