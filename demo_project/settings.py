@@ -112,6 +112,10 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Sessions read through the cache: a session-authenticated handshake then costs one query (the
+# user) instead of two (session row + user), and sessions still survive a cache flush.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 WSGUARD = {
     "ALLOWED_ORIGINS": _env_list("WSGUARD_ALLOWED_ORIGINS", ""),
     "SAME_ORIGIN": _env_bool("WSGUARD_SAME_ORIGIN", True),

@@ -3,22 +3,20 @@ write, and the origin decision making no database query."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, transaction
-from django.db.backends.signals import connection_created
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from tests.queries import count_queries
 from wsguard import policy, sync
 from wsguard.live import ConnectionWatch
 from wsguard.middleware import OriginGuard
@@ -156,33 +154,6 @@ def communicator(origin: str, path: str = "/ws/") -> WebsocketCommunicator:
     )
     comm.scope["scheme"] = "wss"
     return comm
-
-
-@contextlib.contextmanager
-def count_queries() -> Iterator[list[str]]:
-    """Every query on every connection, in any thread, while the block runs (execute_wrapper on
-    the connections that exist and on each one opened meanwhile)."""
-    queries: list[str] = []
-
-    def wrapper(execute, sql, params, many, context):
-        queries.append(sql)
-        return execute(sql, params, many, context)
-
-    def on_new(sender, connection, **kwargs):
-        queries.append("<new connection>")
-        connection.execute_wrappers.append(wrapper)
-
-    wrapped = []
-    for conn in connections.all():
-        conn.execute_wrappers.append(wrapper)
-        wrapped.append(conn)
-    connection_created.connect(on_new)
-    try:
-        yield queries
-    finally:
-        connection_created.disconnect(on_new)
-        for conn in wrapped:
-            conn.execute_wrappers.remove(wrapper)
 
 
 @pytest.mark.django_db(transaction=True)
