@@ -28,8 +28,8 @@ CONTROL_GROUP = "wsguard.control"
 CONTROL_MESSAGE_TYPE = "wsguard.control"
 TICK_SECONDS = 1.0
 # channels_redis forgets group members after group_expiry (a day by default) and a restarted Redis
-# forgets them at once, so the listener re-joins its group on this period.
-REJOIN_SECONDS = 30.0
+# forgets them at once, so the listener re-joins its group on this period (one ZADD + EXPIRE).
+REJOIN_SECONDS = 5.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 Scope = MutableMapping[str, Any]
@@ -251,7 +251,9 @@ class ControlListener:
     async def _run(self) -> None:
         from channels.layers import get_channel_layer
 
-        ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        loop = asyncio.get_running_loop()
+        ticker = loop.create_task(self._tick_forever())
+        rejoiner: asyncio.Task | None = None
         try:
             layer = get_channel_layer()
             if layer is None:
@@ -268,6 +270,8 @@ class ControlListener:
                     if channel is None:
                         channel = await layer.new_channel()
                     await layer.group_add(CONTROL_GROUP, channel)
+                    if rejoiner is None:
+                        rejoiner = loop.create_task(self._rejoin_forever(layer, channel))
                     if attempt:
                         logger.warning("wsguard: control listener reconnected to the channel layer")
                     attempt = 0
@@ -283,20 +287,27 @@ class ControlListener:
                     await asyncio.sleep(delay)
         finally:
             ticker.cancel()
+            if rejoiner is not None:
+                rejoiner.cancel()
 
     async def _receive_loop(self, layer: Any, channel: str) -> None:
-        rejoin_at = time.monotonic() + REJOIN_SECONDS
+        # Never time the receive out: cancelling channels_redis' receive mid-read can drop the
+        # message it just popped. Group membership is renewed by a task of its own instead.
         while True:
-            timeout = max(0.05, rejoin_at - time.monotonic())
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout)
-            except TimeoutError:
-                await layer.group_add(CONTROL_GROUP, channel)
-                rejoin_at = time.monotonic() + REJOIN_SECONDS
-                continue
+            message = await layer.receive(channel)
             event = message.get("event") if isinstance(message, dict) else None
             if isinstance(event, dict):
                 await dispatch(event)
+
+    async def _rejoin_forever(self, layer: Any, channel: str) -> None:
+        """Re-join the control group on a short period: a restarted Redis (or group_expiry)
+        forgets members, and a worker outside the group would miss revocations."""
+        while True:
+            await asyncio.sleep(REJOIN_SECONDS)
+            try:
+                await layer.group_add(CONTROL_GROUP, channel)
+            except Exception as exc:  # the receive loop reports outages; stay quiet here
+                logger.debug("wsguard: re-joining the control group failed: %r", exc)
 
     async def _tick_forever(self) -> None:
         while True:
