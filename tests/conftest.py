@@ -81,3 +81,18 @@ def migrated_database_url(tmp_path: Path) -> str:
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
     )
     return url
+
+
+@pytest.fixture
+def announcements() -> Iterator[list[dict]]:
+    """The policy-changed control events this process dispatches while the test runs."""
+    from wsguard import live, sync
+
+    seen: list[dict] = []
+
+    async def record(event: dict) -> None:
+        seen.append(event)
+
+    live.on_event(sync.EVENT_POLICY_CHANGED)(record)
+    yield seen
+    live._event_handlers[sync.EVENT_POLICY_CHANGED].remove(record)

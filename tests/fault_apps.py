@@ -4,24 +4,19 @@ talks to any of its daphne workers."""
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import websockets.sync.client
 
 from tests.demo_site import DEMO_PASSWORD
-from tests.servers import Daphne, free_port
+from tests.servers import Daphne, HttpClient, free_port
 
 
 class RedisUnavailable(RuntimeError):
@@ -89,50 +84,23 @@ class PrivateRedis:
         self.process = None
 
 
-@dataclass
-class ChatUser:
+class ChatUser(HttpClient):
     """A demo user signed in over HTTP on one worker (the session is in the shared database, so
     its cookie works on every worker)."""
 
-    name: str
-    server: Daphne
-    jar: http.cookiejar.CookieJar = field(default_factory=http.cookiejar.CookieJar)
-
-    def __post_init__(self) -> None:
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.server.base}"
-
-    def request(self, path: str, data: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        request = urllib.request.Request(self.base + path, data=body, headers=headers or {})
-        try:
-            with self.opener.open(request, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def cookie(self, name: str) -> str | None:
-        return next((c.value for c in self.jar if c.name == name), None)
+    def __init__(self, name: str, server: Daphne) -> None:
+        super().__init__(f"http://{server.base}")
+        self.name = name
+        self.server = server
 
     def login(self) -> ChatUser:
-        status, page = self.request("/accounts/login/")
-        assert status == 200, page[:500]
-        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1).decode()
-        form = {"username": self.name, "password": DEMO_PASSWORD, "csrfmiddlewaretoken": token}
-        status, _ = self.request("/accounts/login/", form, {"Referer": self.base + "/accounts/login/"})
-        assert status == 200 and self.cookie("sessionid"), f"login of {self.name} failed"
+        self.sign_in(self.name, DEMO_PASSWORD)
         return self
 
     def logout(self) -> int:
         headers = {"X-CSRFToken": self.cookie("csrftoken") or "", "Origin": self.base}
         status, _ = self.request("/accounts/logout/", {}, headers)
         return status
-
-    def cookie_header(self) -> str:
-        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
 
     def connect(self, server: Daphne, room: str = "lobby") -> ChatSocket:
         """The chat socket on ``server``, authenticated by the session cookie, Origin the page's."""

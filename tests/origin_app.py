@@ -16,6 +16,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402 - needs Django set up
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from wsguard.live import ConnectionWatch  # noqa: E402
@@ -34,3 +35,14 @@ routes = URLRouter([path("ws/echo/", Echo.as_asgi()), path("ws/chat/", Echo.as_a
 
 guarded = ProtocolTypeRouter({"http": django_asgi_app, "websocket": OriginGuard(ConnectionWatch(routes))})
 unguarded = ProtocolTypeRouter({"http": django_asgi_app, "websocket": routes})
+
+
+def origin_communicator(origin: str, path: str = "/ws/") -> WebsocketCommunicator:
+    """A handshake to the origin-only stack from ``origin``, over wss to app.example.com."""
+    comm = WebsocketCommunicator(
+        OriginGuard(ConnectionWatch(Echo.as_asgi())),
+        path,
+        headers=[(b"host", b"app.example.com"), (b"origin", origin.encode())],
+    )
+    comm.scope["scheme"] = "wss"
+    return comm

@@ -4,11 +4,16 @@ handshake client that reports the HTTP status line exactly as the server sent it
 from __future__ import annotations
 
 import base64
+import http.cookiejar
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,3 +110,43 @@ def raw_handshake(
 
 def _b(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
+
+
+class HttpClient:
+    """HTTP as a browser page on the server's own origin sends it: a cookie jar, the CSRF token
+    in ``X-CSRFToken`` and the page's ``Origin`` on unsafe requests, Django's login form."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.jar if c.name == name), None)
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
+
+    def request(self, path: str, data: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(self.base + path, data=body, headers=headers or {})
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def post(self, path: str, data: dict | None = None, origin: str | None = "self") -> tuple[int, bytes]:
+        headers = {"X-CSRFToken": self.cookie("csrftoken") or ""}
+        if origin is not None:
+            headers["Origin"] = self.base if origin == "self" else origin
+        return self.request(path, data or {}, headers)
+
+    def sign_in(self, username: str, password: str) -> None:
+        status, page = self.request("/accounts/login/")
+        assert status == 200, page[:500]
+        found = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert found is not None, "no CSRF token on the login page"
+        form = {"username": username, "password": password, "csrfmiddlewaretoken": found.group(1).decode()}
+        status, _ = self.post("/accounts/login/", form)
+        assert status == 200 and self.cookie("sessionid"), f"login of {username} failed"

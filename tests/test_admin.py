@@ -11,7 +11,6 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from wsguard import live, sync
 from wsguard.checks import check_settings
 from wsguard.models import HandshakeRejection, TrustedOrigin
 from wsguard.origins import PatternError, parse_pattern
@@ -19,18 +18,6 @@ from wsguard.origins import PatternError, parse_pattern
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHANGELIST = "admin:wsguard_trustedorigin_changelist"
-
-
-@pytest.fixture
-def announcements():
-    seen: list[dict] = []
-
-    async def record(event: dict) -> None:
-        seen.append(event)
-
-    live.on_event(sync.EVENT_POLICY_CHANGED)(record)
-    yield seen
-    live._event_handlers[sync.EVENT_POLICY_CHANGED].remove(record)
 
 
 @pytest.fixture

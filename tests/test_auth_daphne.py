@@ -5,22 +5,19 @@ refused except one; the subprotocol echo; a bad token beside a valid session coo
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import websockets.sync.client
 from websockets.exceptions import InvalidStatus
 
-from tests.servers import ROOT, Daphne, raw_handshake
+from tests.servers import ROOT, Daphne, HttpClient, raw_handshake
 
 pytestmark = pytest.mark.daphne
 SETTINGS = "tests.auth_settings"
@@ -43,40 +40,14 @@ def create_users(env: dict[str, str], *names: str) -> None:
     manage(env, "shell", "-c", code)
 
 
-class Browser:
+class Browser(HttpClient):
     """Cookies, CSRF token and Origin as a browser page on the server's own origin sends them."""
 
     def __init__(self, server: Daphne) -> None:
-        self.base = f"http://127.0.0.1:{server.port}"
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def cookie(self, name: str) -> str | None:
-        return next((c.value for c in self.jar if c.name == name), None)
-
-    def request(self, path: str, data: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        request = urllib.request.Request(self.base + path, data=body, headers=headers or {})
-        try:
-            with self.opener.open(request, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def post(self, path: str, data: dict | None = None, origin: str | None = "self") -> tuple[int, bytes]:
-        headers = {"X-CSRFToken": self.cookie("csrftoken") or ""}
-        if origin is not None:
-            headers["Origin"] = self.base if origin == "self" else origin
-        return self.request(path, data or {}, headers)
+        super().__init__(f"http://127.0.0.1:{server.port}")
 
     def login(self, username: str) -> Browser:
-        status, page = self.request("/accounts/login/")
-        assert status == 200
-        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1).decode()
-        status, _ = self.post(
-            "/accounts/login/", {"username": username, "password": f"pw-{username}-123", "csrfmiddlewaretoken": token}
-        )
-        assert status == 200 and self.cookie("sessionid"), "login failed"
+        self.sign_in(username, f"pw-{username}-123")
         return self
 
     def ticket(self, origin: str | None = "self") -> str:

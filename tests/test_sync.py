@@ -9,33 +9,17 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.testing import WebsocketCommunicator
 from django.db import connection, transaction
 from django.test import override_settings
 
+from tests.origin_app import origin_communicator as communicator
 from tests.servers import free_port
-from wsguard import live, policy, sync
-from wsguard.live import ConnectionWatch
-from wsguard.middleware import OriginGuard
+from wsguard import policy, sync
 from wsguard.models import TrustedOrigin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class Accepting(AsyncWebsocketConsumer):
-    async def connect(self) -> None:
-        await self.accept()
-
-
-def communicator(origin: str, path: str = "/ws/") -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(
-        OriginGuard(ConnectionWatch(Accepting.as_asgi())),
-        path,
-        headers=[(b"host", b"app.example.com"), (b"origin", origin.encode())],
-    )
-    comm.scope["scheme"] = "wss"
-    return comm
 
 
 async def accepted(origin: str, path: str = "/ws/") -> bool:
@@ -53,18 +37,6 @@ async def eventually(predicate, seconds: float = 20.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not reached in time")
-
-
-@pytest.fixture
-def announcements():
-    seen: list[dict] = []
-
-    async def record(event: dict) -> None:
-        seen.append(event)
-
-    live.on_event(sync.EVENT_POLICY_CHANGED)(record)
-    yield seen
-    live._event_handlers[sync.EVENT_POLICY_CHANGED].remove(record)
 
 
 async def test_a_save_is_announced_and_applied_in_this_process(announcements):

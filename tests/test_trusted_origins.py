@@ -10,16 +10,13 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from tests.origin_app import origin_communicator as communicator
 from tests.queries import count_queries
 from wsguard import policy, sync
-from wsguard.live import ConnectionWatch
-from wsguard.middleware import OriginGuard
 from wsguard.models import TrustedOrigin
 from wsguard.policy import AdminRow, PatternCache, build_admin_snapshot
 
@@ -141,19 +138,6 @@ def test_pattern_cache_parses_each_text_once_across_rebuilds(monkeypatch):
 # --- through the database ------------------------------------------------------------------------
 
 
-class Accepting(AsyncWebsocketConsumer):
-    async def connect(self) -> None:
-        await self.accept()
-
-
-def communicator(origin: str, path: str = "/ws/") -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(
-        OriginGuard(ConnectionWatch(Accepting.as_asgi())),
-        path,
-        headers=[(b"host", b"app.example.com"), (b"origin", origin.encode())],
-    )
-    comm.scope["scheme"] = "wss"
-    return comm
 
 
 @pytest.mark.django_db(transaction=True)
