@@ -96,3 +96,19 @@ def announcements() -> Iterator[list[dict]]:
     live.on_event(sync.EVENT_POLICY_CHANGED)(record)
     yield seen
     live._event_handlers[sync.EVENT_POLICY_CHANGED].remove(record)
+
+
+@pytest.fixture
+def alice(db):
+    """A user; password ``pw-alice-123``."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(db):
+    """A user; password ``pw-bob-123``."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("bob", password="pw-bob-123")

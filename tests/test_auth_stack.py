@@ -7,7 +7,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
-from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.urls import path
 
@@ -44,16 +43,6 @@ application = GuardStack(
         ]
     )
 )
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def bob(db):
-    return get_user_model().objects.create_user("bob", password="pw-bob-123")
 
 
 async def hello(comm) -> str:

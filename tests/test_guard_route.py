@@ -7,7 +7,6 @@ import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.urls import path
 
@@ -27,11 +26,6 @@ class Recording(AsyncWebsocketConsumer):
 
 def stack(**route_policy):
     return wsguard.GuardStack(URLRouter([path("ws/", wsguard.guard(Recording.as_asgi(), **route_policy))]))
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
 
 
 def test_guard_is_exported_lazily_from_the_package():

@@ -13,7 +13,6 @@ import time
 import pytest
 import websockets.sync.client
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.test import override_settings
 
@@ -34,11 +33,6 @@ class Echo(AsyncWebsocketConsumer):
 
 
 app = GuardStack(guard(Echo.as_asgi(), allow_anonymous=True))
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
 
 
 def limited(**keys):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.contrib.auth import get_user_model
 
 from tests.queries import count_queries
 from wsguard import sync
@@ -19,11 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class Accepting(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept("wsguard" if "wsguard" in self.scope["subprotocols"] else None)
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
 
 
 async def accepted_queries(user, via: str) -> list[str]:

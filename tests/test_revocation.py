@@ -30,16 +30,6 @@ class Accepting(AsyncWebsocketConsumer):
 app = GuardStack(Accepting.as_asgi())
 
 
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def bob(db):
-    return get_user_model().objects.create_user("bob", password="pw-bob-123")
-
-
 async def open_as(user, via="session"):
     comm = await communicator(app, "/ws/", user=user, via=via)
     assert (await comm.connect())[0]

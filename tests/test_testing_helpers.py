@@ -7,7 +7,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import get_user_model
 
 from wsguard import GuardStack
 from wsguard.testing import build_communicator, communicator, login_session
@@ -28,11 +27,6 @@ class Who(AsyncJsonWebsocketConsumer):
 
 
 app = GuardStack(Who.as_asgi())
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
 
 
 @pytest.mark.parametrize("via", ["session", "ticket", "token", "bearer-header"])

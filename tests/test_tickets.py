@@ -9,7 +9,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.test import Client, override_settings
 
@@ -17,11 +16,6 @@ from wsguard.auth import tickets
 from wsguard.auth.reasons import AuthReason
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
 
 
 @pytest.fixture

@@ -21,11 +21,6 @@ from wsguard.models import ApiToken
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
-
-
 def test_only_the_hash_is_stored_and_the_prefix_is_public(alice):
     row, text = tokens.create_token(alice, name="ci")
     kind, prefix, secret = text.split("_", 2)
