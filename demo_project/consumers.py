@@ -11,7 +11,19 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 MAX_ECHO_CHARS = 1000
 
 
-class EchoConsumer(AsyncJsonWebsocketConsumer):
+class TolerantJsonConsumer(AsyncJsonWebsocketConsumer):
+    """A JSON consumer for which a frame that is not JSON arrives as ``None`` (answered with an
+    error by ``receive_json``) instead of an exception that closes the socket with 1011."""
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return None
+
+
+class EchoConsumer(TolerantJsonConsumer):
     async def connect(self) -> None:
         await self.accept()
         user = self.scope.get("user")
@@ -31,10 +43,3 @@ class EchoConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "error": "send {\"text\": \"...\"}"})
             return
         await self.send_json({"type": "echo", "text": text[:MAX_ECHO_CHARS]})
-
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        try:
-            return json.loads(text_data)
-        except ValueError:
-            return None

@@ -17,14 +17,13 @@ Protocol (JSON text frames):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from ..consumers import TolerantJsonConsumer
 from . import store
 from .models import MAX_MESSAGE_CHARS
 
@@ -46,7 +45,7 @@ def room_group(room_id: int) -> str:
     return f"chat.room.{room_id}"
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(TolerantJsonConsumer):
     room: Any = None
     group: str | None = None
     username: str = ""
@@ -168,10 +167,3 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _send_presence_soon(self) -> None:
         await asyncio.sleep(PRESENCE_DEBOUNCE_SECONDS)
         await self.send_json({"type": "presence", "users": sorted(set(self.online.values()))})
-
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        try:
-            return json.loads(text_data)
-        except ValueError:
-            return None
