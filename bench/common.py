@@ -177,7 +177,12 @@ def run_load(port: int, total: int, concurrency: int, **kwargs: object) -> LoadR
 
 @contextlib.contextmanager
 def daphne(
-    app: str = "demo_project.asgi:application", *, tmp_dir: Path | None = None, timeout: float = 30.0, **env: str
+    app: str = "demo_project.asgi:application",
+    *,
+    tmp_dir: Path | None = None,
+    timeout: float = 30.0,
+    args: tuple[str, ...] = (),
+    **env: str,
 ) -> Iterator[Daphne]:
     """A real daphne process serving ``app`` (dotted ``module:attribute``) with ``env`` added to
     its environment (DJANGO_SETTINGS_MODULE defaults to tests.settings); stopped on exit. The log
@@ -185,7 +190,7 @@ def daphne(
     with contextlib.ExitStack() as stack:
         if tmp_dir is None:
             tmp_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wsguard-bench-")))
-        server = Daphne(app=app, env=dict(env)).start(tmp_dir, timeout=timeout)
+        server = Daphne(app=app, env=dict(env), args=args).start(tmp_dir, timeout=timeout)
         try:
             yield server
         finally:

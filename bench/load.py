@@ -39,6 +39,8 @@ from bench.common import daphne, run_load, warm_up  # noqa: E402
 from bench.flood import rss_kib  # noqa: E402
 from tests.fault_apps import open_idle  # noqa: E402
 
+NO_KEEPALIVE = ("--ping-interval", "3600", "--ping-timeout", "3600")
+
 SETTINGS = "tests.auth_settings"
 APP = "tests.fault_apps:load_application"
 OVERRIDES = {"MAX_SOCKETS_PER_USER": None, "HANDSHAKE_RATE": None}
@@ -130,7 +132,8 @@ def main() -> None:
         for name in ("bare", "wsguard"):
             # A fresh process per route: freed memory of one route's sockets would otherwise be
             # reused by the other's and hide its cost.
-            with daphne(APP, tmp_dir=Path(tmp), **env) as server:
+            # The raw idle clients never answer keepalive pings: keep daphne from dropping them.
+            with daphne(APP, tmp_dir=Path(tmp), args=NO_KEEPALIVE, **env) as server:
                 origin = ("Origin", f"http://127.0.0.1:{server.port}")
                 headers = [origin, ("Sec-WebSocket-Protocol", f"wsguard, wsguard.bearer.{token}")]
                 path, headers = ("/g/ws/", headers) if name == "wsguard" else ("/u/ws/", [origin])

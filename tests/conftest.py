@@ -13,8 +13,8 @@ def daphne_factory(tmp_path: Path) -> Iterator[Callable[..., Daphne]]:
     """Start real daphne processes; all are stopped at the end of the test."""
     started: list[Daphne] = []
 
-    def start(app: str = "demo_project.asgi:application", **env: str) -> Daphne:
-        server = Daphne(app=app, env=env).start(tmp_path)
+    def start(app: str = "demo_project.asgi:application", args: tuple[str, ...] = (), **env: str) -> Daphne:
+        server = Daphne(app=app, env=env, args=args).start(tmp_path)
         started.append(server)
         return server
 

@@ -34,6 +34,8 @@ class Daphne:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     log_path: Path | None = None
+    # Extra daphne options, e.g. ("--ping-interval", "3600") for clients that never answer pings.
+    args: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
 
     def start(self, tmp_dir: Path, timeout: float = 20.0) -> Daphne:
@@ -43,7 +45,7 @@ class Daphne:
         env.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args, self.app],
             cwd=ROOT,
             env=env,
             stdout=log,

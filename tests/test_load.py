@@ -24,6 +24,7 @@ CONCURRENCY = 50
 SETTINGS = "tests.auth_settings"
 # One token for every socket: no per-user cap, no per-address limit (all come from 127.0.0.1).
 OVERRIDES = {"MAX_SOCKETS_PER_USER": None, "HANDSHAKE_RATE": None}
+IDLE_CLIENT_ARGS = ("--ping-interval", "3600", "--ping-timeout", "3600")
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -80,7 +81,9 @@ def test_two_thousand_guarded_sockets_are_accepted_registered_and_closed_by_one_
         "from django.contrib.auth import get_user_model; get_user_model().objects.create_user('loader')",
     )
     token = manage(env, "wsguard_token", "create", "loader", "--name", "load").strip()
-    server = daphne_factory("tests.fault_apps:load_application", **env)
+    # The raw idle clients never answer daphne's keepalive pings (by default every 20 s, then 30 s to
+    # answer): on a slow machine the first sockets would be dropped before the revocation is sent.
+    server = daphne_factory("tests.fault_apps:load_application", args=IDLE_CLIENT_ARGS, **env)
 
     statuses, codes = asyncio.run(hold_then_revoke(server.port, token, env))
 
