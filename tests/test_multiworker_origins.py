@@ -111,6 +111,8 @@ def test_trusted_on_one_side_accepted_on_the_other_and_revocation_closes_live_so
 def test_a_change_without_broadcast_is_found_by_polling_the_version_key(cluster, redis_url):
     (a, b), env = cluster
     origin = fresh_origin()
+    # Each worker loads the rows on its first handshake: have both loaded before the write.
+    assert status(a, origin) == 403 and status(b, origin) == 403
     # Written behind the model's back (no signal, no broadcast), then only the version key bumped:
     # every worker must notice by polling the shared cache.
     path = env["DATABASE_URL"].removeprefix("sqlite:///")

@@ -11,7 +11,7 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from tests.origin_app import origin_communicator as communicator
@@ -158,24 +158,36 @@ async def test_origin_decision_makes_zero_database_queries():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_fresh_process_trusts_settings_only_until_the_rows_load():
+async def test_a_fresh_process_loads_the_rows_on_its_first_handshake():
     await sync_to_async(TrustedOrigin.objects.create)(origin="https://late.example")
-    # A fresh process that found no database at start-up: no snapshot installed yet.
+    from wsguard import conf
+
+    conf.reset()  # a fresh process: nothing loaded, nothing installed (ready() touches no database)
+    assert policy.installed_snapshot() is None and not sync.loaded()
+    comm = communicator("https://late.example")
+    assert (await comm.connect())[0] is True  # the first handshake waited for the rows
+    await comm.disconnect()
+    assert sync.loaded()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_first_handshake_with_the_database_down_is_decided_on_the_settings(monkeypatch, caplog):
+    await sync_to_async(TrustedOrigin.objects.create)(origin="https://late.example")
     from wsguard import conf
 
     conf.reset()
-    assert policy.installed_snapshot() is None and not sync.loaded()
-    comm = communicator("https://late.example")
-    assert (await comm.connect())[0] is False  # fail closed: not trusted-by-database yet
-    # ...and that first handshake scheduled the load in the background.
-    for _ in range(500):
-        if sync.loaded():
-            break
-        await _sleep()
-    assert sync.loaded()
-    comm = communicator("https://late.example")
-    assert (await comm.connect())[0] is True
-    await comm.disconnect()
+
+    def unreachable():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(sync, "load_rows", unreachable)
+    denied = communicator("https://late.example")
+    assert (await denied.connect())[0] is False  # fail closed: not trusted-by-database
+    from_settings = communicator("https://x.partner.example")
+    assert (await from_settings.connect())[0] is True
+    await from_settings.disconnect()
+    assert not sync.loaded()
+    assert "loading trusted origins from the database failed" in caplog.text
 
 
 async def _sleep() -> None:

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, SessionMiddleware
 
-from . import conf, limits
+from . import conf, limits, sync
 from .auth import PLAIN_PROTOCOL, Accepted, Authenticator, Denied, Handshake, decide, load_authenticators
 from .auth.reasons import AuthReason
 from .live import ConnectionWatch
@@ -112,6 +112,8 @@ class OriginGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "websocket":
             return await self.inner(scope, receive, send)
+        if not sync.loaded():
+            await sync.ensure_loaded()
         try:
             snapshot = get_snapshot()
             facts = HandshakeFacts.from_scope(scope, snapshot.proxy_ssl_header)

@@ -4,9 +4,9 @@ Each process holds one compiled :class:`~wsguard.policy.PolicySnapshot` (setting
 ``TrustedOrigin`` rows + same-origin); handshakes read it and never the database. This module is
 the edge that builds it:
 
-* **at start-up** (``AppConfig.ready()``) it is loaded synchronously when the database answers, so
-  a fresh worker's first handshake already sees the admin rows; with no database the settings
-  alone are trusted (fail closed) and a background load is retried;
+* **on a process's first handshake** (:func:`ensure_loaded`, never in ``AppConfig.ready()``, which
+  every management command runs) the rows are loaded once, and that handshake waits for them; with
+  no database the settings alone are trusted (fail closed) and the load is retried with back-off;
 * **on a change**: a save or delete of a row (or :func:`policy_changed` after a bulk update)
   bumps a version key in Django's cache and broadcasts a ``policy-changed`` control event over the
   channel layer once the transaction commits. Every process rebuilds its snapshot, then
@@ -27,13 +27,12 @@ import logging
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from . import conf, live, policy
@@ -96,6 +95,7 @@ class _State:
         )
     )
     tasks: set[asyncio.Task] = field(default_factory=set)
+    first_load: asyncio.Task | None = None
 
 
 _state = _State()
@@ -150,7 +150,7 @@ def _compile_and_install(rows: tuple[AdminRow, ...], version: str, now: float | 
     return snapshot
 
 
-def refresh_sync(ticket: int | None = None, *, startup: bool = False) -> PolicySnapshot | None:
+def refresh_sync(ticket: int | None = None) -> PolicySnapshot | None:
     """Load the rows and install a new snapshot; returns it, or None when the load failed (the
     last good snapshot stays) or a build that started after ``ticket`` was requested already ran.
     Synchronous: call it through :func:`refresh` from async code."""
@@ -163,7 +163,7 @@ def refresh_sync(ticket: int | None = None, *, startup: bool = False) -> PolicyS
         try:
             token = read_version()
         except Exception as exc:
-            _state.cache.failed(exc, logging.DEBUG if startup else logging.WARNING)
+            _state.cache.failed(exc)
             token = UNKNOWN_VERSION
         else:
             _state.cache.succeeded()
@@ -171,7 +171,7 @@ def refresh_sync(ticket: int | None = None, *, startup: bool = False) -> PolicyS
         try:
             rows = load_rows()
         except Exception as exc:
-            _state.database.failed(exc, logging.DEBUG if startup else logging.WARNING)
+            _state.database.failed(exc)
             _state.attempts_failed += 1
             delay = RETRY_BACKOFF[min(_state.attempts_failed, len(RETRY_BACKOFF)) - 1]
             _state.next_attempt = time.monotonic() + delay
@@ -328,38 +328,32 @@ def _row_changed(sender: type, using: str | None = None, **kwargs: Any) -> None:
     policy_changed(using)
 
 
-# --- start-up ----------------------------------------------------------------------------------
+# --- first handshake -------------------------------------------------------------------------
+
+# How long a process's first handshake waits for the rows before it is decided on the settings
+# alone (fail closed); the load goes on in the background and later handshakes see it.
+FIRST_LOAD_WAIT_SECONDS = 5.0
 
 
-def _sqlite_file_missing(alias: str) -> bool:
-    settings_dict = connections[alias].settings_dict
-    if settings_dict.get("ENGINE", "").endswith("sqlite3"):
-        from pathlib import Path
-
-        name = str(settings_dict.get("NAME") or "")
-        in_memory = name in ("", ":memory:") or "mode=memory" in name
-        return not in_memory and not Path(name).exists()
-    return False
-
-
-def load_at_startup() -> PolicySnapshot | None:
-    """Load the policy synchronously while the process starts (from ``AppConfig.ready()``), so
-    the first handshake of a fresh worker already sees the admin rows. Any failure (no database,
-    not migrated yet) leaves the settings alone in force and is logged once at INFO."""
-    from .models import TrustedOrigin
-
-    alias = router.db_for_read(TrustedOrigin)
-    if _sqlite_file_missing(alias):
-        logger.debug("wsguard: no database yet; trusting the settings patterns only until it exists")
-        return None
+async def ensure_loaded(wait: float = FIRST_LOAD_WAIT_SECONDS) -> None:
+    """Load the rows on a process's first handshake, not in ``AppConfig.ready()``: every management
+    command runs ``ready()``, and Django asks apps not to touch the database there (``manage.py
+    test`` would query the production database). Concurrent first handshakes share one load; after
+    a failure, attempts follow the back-off and handshakes do not wait."""
+    if _state.rows is not None or time.monotonic() < _state.next_attempt:
+        return
+    loop = asyncio.get_running_loop()
+    task = _state.first_load
+    if task is None or task.done() or task.get_loop() is not loop:
+        task = _state.first_load = loop.create_task(refresh(), name="wsguard-policy-first-load")
+        _state.tasks.add(task)
+        task.add_done_callback(_state.tasks.discard)
     try:
-        with warnings.catch_warnings():
-            # Deliberate: the policy must be in place before the first handshake is decided.
-            warnings.filterwarnings("ignore", message="Accessing the database during app init", category=RuntimeWarning)
-            return refresh_sync(startup=True)
-    finally:
-        # Do not leave the start-up thread holding a connection no one will use again.
-        connections[alias].close()
+        await asyncio.wait_for(asyncio.shield(task), wait)
+    except TimeoutError:
+        logger.warning("wsguard: the trusted origins did not load within %.0f s; deciding on the settings", wait)
+    except Exception as exc:  # refresh logs its own failures; never let one escape into a handshake
+        logger.debug("wsguard: first policy load failed: %r", exc)
 
 
 def install() -> None:
@@ -374,12 +368,11 @@ def install() -> None:
 
 
 def start_process() -> None:
-    """Everything a process needs at start-up (called from ``AppConfig.ready()``)."""
+    """Connect signals and handlers (called from ``AppConfig.ready()``; no database access)."""
     from . import audit
 
     install()
     audit.install()
-    load_at_startup()
 
 
 def reset_state() -> None:
