@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from .origins import Pattern, PatternError, parse_pattern
+
+if TYPE_CHECKING:
+    from django.core.cache.backends.base import BaseCache
 
 SETTING_NAME = "WSGUARD"
 MISSING_ORIGIN_CHOICES = ("deny", "token", "allow")
@@ -283,6 +286,14 @@ def get_settings() -> WsguardSettings:
             raise problems[0].as_error()
         _cached = parsed
     return _cached
+
+
+def shared_cache() -> BaseCache:
+    """The cache wsguard keeps its shared state in (tickets, policy version, rate limits, socket
+    slots): ``CACHES[WSGUARD["CACHE_ALIAS"]]``."""
+    from django.core.cache import caches
+
+    return caches[get_settings().raw["CACHE_ALIAS"]]
 
 
 _reset_hooks: list[Callable[[], None]] = []

@@ -18,7 +18,6 @@ import secrets
 import threading
 import time
 
-from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 
 from . import conf
@@ -32,7 +31,7 @@ RENEW_SECONDS = 30.0
 
 
 def cache() -> BaseCache:
-    return caches[conf.get_settings().raw["CACHE_ALIAS"]]
+    return conf.shared_cache()
 
 
 def _redis_incr(store: BaseCache, key: str, timeout: int) -> int | None:

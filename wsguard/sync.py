@@ -102,9 +102,7 @@ _state = _State()
 
 
 def _cache() -> Any:
-    from django.core.cache import caches
-
-    return caches[conf.get_settings().raw.get("CACHE_ALIAS", "default")]
+    return conf.shared_cache()
 
 
 def read_version() -> str | None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.utils.crypto import constant_time_compare
 
@@ -35,7 +34,7 @@ TICKET_BYTES = 32
 
 
 def cache() -> BaseCache:
-    return caches[conf.get_settings().raw["CACHE_ALIAS"]]
+    return conf.shared_cache()
 
 
 def ticket_ttl() -> int:
