@@ -21,14 +21,16 @@ class Accepting(AsyncWebsocketConsumer):
         await self.accept()
 
 
-def communicator(origin: str = "https://app.example.com") -> WebsocketCommunicator:
+def communicator(
+    origin: str = "https://app.example.com", scheme: str = "wss", app: object = None
+) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(
         # Anonymous sockets are refused unless the route opts in (wsguard.guard).
-        GuardStack(guard(Accepting.as_asgi(), allow_anonymous=True)),
+        app or GuardStack(guard(Accepting.as_asgi(), allow_anonymous=True)),
         "/ws/",
         headers=[(b"host", b"localhost"), (b"origin", origin.encode())],
     )
-    comm.scope["scheme"] = "wss"
+    comm.scope["scheme"] = scheme
     return comm
 
 
@@ -87,3 +89,17 @@ async def test_closing_twice_sends_one_close():
     assert not await socket.close(4401, "revoked")
     assert (await comm.receive_output(timeout=1))["code"] == 4401
     assert await comm.receive_nothing(timeout=0.1)
+
+
+@override_settings(WSGUARD={"ALLOWED_ORIGINS": ["http://localhost"]})
+async def test_a_recheck_decides_each_connection_scheme_on_its_own():
+    # Same Origin, Host and path; over ws the Origin is also same-origin, over wss only the pattern
+    # trusts it. Dropping the pattern must close the wss socket and keep the ws one.
+    app = GuardStack(guard(Accepting.as_asgi(), allow_anonymous=True))  # one guard for both sockets
+    plain, secure = communicator("http://localhost", "ws", app), communicator("http://localhost", "wss", app)
+    assert (await plain.connect())[0] and (await secure.connect())[0]
+    with override_settings(WSGUARD={"ALLOWED_ORIGINS": []}):
+        assert await live.recheck_origins(build_snapshot()) == 1
+    assert (await secure.receive_output(timeout=2))["code"] == 4403
+    assert await plain.receive_nothing(timeout=0.1)
+    await plain.disconnect()

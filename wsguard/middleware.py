@@ -22,7 +22,7 @@ from . import conf, limits, sync
 from .auth import PLAIN_PROTOCOL, Accepted, Authenticator, Denied, Handshake, decide, load_authenticators
 from .auth.reasons import AuthReason
 from .live import ConnectionWatch
-from .origins import Origin, OriginMatcher, Reason, Rule, parse_origin
+from .origins import Origin, OriginMatcher, Reason, Rule
 from .policy import Decision, HandshakeFacts, PolicySnapshot, evaluate, get_snapshot
 from .rejections import CLOSE_CODES, CLOSE_ORIGIN, Rejection, client_address, printable, report
 
@@ -131,20 +131,10 @@ class OriginGuard:
             return await deny(scope, receive, send, code=CLOSE_ORIGIN, reason="guard-error")
         if not decision.allowed:
             reason = str(decision.reason)
-            rejection = Rejection(
-                reason=reason,
-                close_code=CLOSE_CODES[reason],
-                path=printable(facts.path) or "",
-                client=client_address(scope),
-                origin=printable(facts.origins[0]) if facts.origins else None,
-                report_only=report_only,
-            )
-            try:
-                report(rejection, sender=type(self))
-            except Exception:
-                logger.exception("wsguard: reporting a denial failed")
+            # The Origin as sent (escaped and clipped in the log line), not the normalised one.
+            _report(scope, facts.origins[0] if facts.origins else None, reason, report_only, sender=type(self))
             if not report_only:
-                return await deny(scope, receive, send, code=rejection.close_code, reason=reason)
+                return await deny(scope, receive, send, code=CLOSE_CODES[reason], reason=reason)
         return await self.inner(self._child_scope(scope, decision, facts), receive, send)
 
     def recheck(self, facts: HandshakeFacts, snapshot: PolicySnapshot) -> Decision:
@@ -156,13 +146,14 @@ class OriginGuard:
     def _child_scope(self, scope: Scope, decision: Decision, facts: HandshakeFacts) -> Scope:
         info = {
             "origin": decision.origin.serialize() if decision.origin is not None else None,
+            "parsed_origin": decision.origin,
             "trusted_by": decision.trusted_by,
             "host": decision.host,
             "token_only": decision.token_only,
             "denied_reason": None if decision.allowed else str(decision.reason),
             # For live re-checks when the policy changes (wsguard.live.recheck_origins).
             "recheck": partial(self.recheck, facts),
-            "recheck_key": (id(self), facts.origins, facts.hosts, facts.forwarded_hosts, facts.path),
+            "recheck_key": (id(self), facts),
         }
         child = {**scope, SCOPE_KEY: info}
         if decision.token_only:
@@ -275,7 +266,7 @@ class HandshakeAuth:
         report_only = conf.get_settings().report_only
         outcome = verdict.outcome
         if isinstance(outcome, Denied):
-            _report(scope, info, outcome.reason, report_only, sender=type(self))
+            _report(scope, info.get("origin"), outcome.reason, report_only, sender=type(self))
             if not report_only:
                 return await deny(scope, receive, send, code=CLOSE_CODES[outcome.reason], reason=outcome.reason)
             outcome = None
@@ -355,14 +346,15 @@ def _log_auth_failure(exc: Exception) -> None:
     )
 
 
-def _report(scope: Scope, info: dict, reason: str, report_only: bool, sender: object) -> None:
+def _report(scope: Scope, origin: bytes | str | None, reason: str, report_only: bool, sender: object) -> None:
+    """Log and signal one denial (never raises): the reason, path, client and Origin."""
     path = scope.get("path")
     rejection = Rejection(
         reason=str(reason),
         close_code=CLOSE_CODES[reason],
         path=printable(path if isinstance(path, str) else "") or "",
         client=client_address(scope),
-        origin=printable(info.get("origin")) if info.get("origin") else None,
+        origin=printable(origin) if origin else None,
         report_only=report_only,
     )
     try:
@@ -384,7 +376,7 @@ def _anonymous_check(scope: Scope, receive: Receive, send: Send, state: AuthStat
         if state.route_allows_anonymous:
             return message
         reason = AuthReason.AUTH_REQUIRED
-        _report(scope, scope[SCOPE_KEY], reason, False, sender=HandshakeAuth)
+        _report(scope, scope[SCOPE_KEY].get("origin"), reason, False, sender=HandshakeAuth)
         state.refused = True
         await refuse(scope, send, code=CLOSE_CODES[reason], reason=reason)
         return {"type": "websocket.disconnect", "code": CLOSE_CODES[reason]}
@@ -451,7 +443,7 @@ class RouteGuard:
             raise ValueError(GUARD_MISUSE)
         reason: str | None = None
         if self.matcher is not None:
-            reason = self._origin_reason(info.get("origin"), scope)
+            reason = self._origin_reason(info.get("parsed_origin"), scope)
         if reason is None:
             if state.credential is None:
                 if self.allow_anonymous:
@@ -464,19 +456,16 @@ class RouteGuard:
             return await self.inner(scope, receive, send)
         state.settled = True
         report_only = conf.get_settings().report_only
-        _report(scope, info, reason, report_only, sender=type(self))
+        _report(scope, info.get("origin"), reason, report_only, sender=type(self))
         if report_only:
             return await self.inner(scope, receive, send)
         return await deny(scope, receive, send, code=CLOSE_CODES[reason], reason=reason)
 
     def _origin_reason(self, origin: object, scope: Scope) -> str | None:
-        if not isinstance(origin, str):
+        if not isinstance(origin, Origin):
             return Reason.ORIGIN_MISSING
-        parsed = parse_origin(origin)
         path = scope.get("path")
-        if not isinstance(parsed, Origin) or self.matcher is None:
-            return Reason.ORIGIN_UNTRUSTED
-        if self.matcher.match(parsed, path if isinstance(path, str) else "") is None:
+        if self.matcher is None or self.matcher.match(origin, path if isinstance(path, str) else "") is None:
             return Reason.ORIGIN_UNTRUSTED
         return None
 
