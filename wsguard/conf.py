@@ -90,6 +90,9 @@ class WsguardSettings:
     log_rate: float
     log_burst: int
     raw: dict[str, Any]
+    # Parsed once here, not per connection: (count, seconds) or None for no limit.
+    message_rate: tuple[int, int] | None = None
+    handshake_rate: tuple[int, int] | None = None
 
 
 def _check_bool(key: str) -> Callable[[Any], Problem | None]:
@@ -269,6 +272,8 @@ def _parse(raw: Any) -> tuple[WsguardSettings | None, list[Problem]]:
             log_rate=float(merged["LOG_RATE"]),
             log_burst=int(merged["LOG_BURST"]),
             raw=merged,
+            message_rate=parse_rate(merged["MESSAGE_RATE"]),
+            handshake_rate=parse_rate(merged["HANDSHAKE_RATE"]),
         ),
         [],
     )

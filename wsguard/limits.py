@@ -73,7 +73,7 @@ def hit_within(name: str, subject: str, rate: tuple[int, int] | None) -> bool:
 
 
 def handshake_rate() -> tuple[int, int] | None:
-    return conf.parse_rate(conf.get_settings().raw["HANDSHAKE_RATE"])
+    return conf.get_settings().handshake_rate
 
 
 def handshake_allowed(client: str | None) -> bool:

@@ -352,9 +352,6 @@ async def recheck_origins(snapshot: Any) -> int:
 
 # --- the middleware ---------------------------------------------------------------------------
 
-WATCH_SCOPE_KEY = "wsguard.live"
-
-
 class ConnectionWatch:
     """Registers each accepted websocket so that revocations can close it, and enforces the
     message limits (``MAX_MESSAGE_BYTES``: close 1009; ``MESSAGE_RATE`` per connection: close
@@ -424,8 +421,8 @@ MESSAGE_CLOSE_CODES = {"message-too-big": 1009, "message-rate": 4429}
 def _message_limits() -> tuple[int | None, tuple[int, int] | None]:
     from . import conf
 
-    raw = conf.get_settings().raw
-    return raw.get("MAX_MESSAGE_BYTES"), conf.parse_rate(raw.get("MESSAGE_RATE"))
+    wsguard = conf.get_settings()
+    return wsguard.raw["MAX_MESSAGE_BYTES"], wsguard.message_rate
 
 
 def _too_big(message: dict, max_bytes: int | None) -> bool:
