@@ -40,6 +40,7 @@ application = GuardStack(
             path("ws/tickets-only/", guard(WhoAmI.as_asgi(), authenticators=["ticket"])),
             path("ws/partner/", guard(WhoAmI.as_asgi(), origins=["https://*.partner.example"])),
             path("ws/private/", WhoAmI.as_asgi()),
+            path("ws/private-admin/", WhoAmI.as_asgi()),
         ]
     )
 )
@@ -234,3 +235,38 @@ def test_guard_without_the_stack_is_an_actionable_error():
 def test_guard_may_not_widen_the_authenticators():
     with pytest.raises(ValueError, match="never widen"):
         guard(WhoAmI.as_asgi(), authenticators=["magic-link"])
+
+
+@pytest.mark.parametrize(("route", "accepted"), [("/ws/private/", True), ("/ws/private-admin/", False)])
+async def test_a_tickets_path_scope_ends_at_a_segment_boundary(alice, caplog, route, accepted):
+    from wsguard.auth import tickets
+
+    session = await database_sync_to_async(session_cookie_for)(alice)
+    ticket, _ = await database_sync_to_async(tickets.mint)(
+        alice, origin="http://testserver", session_key=None, path_prefix="/ws/private"
+    )
+    comm = raw_communicator(route, (b"cookie", session), subprotocols=["wsguard", "wsguard.ticket." + ticket])
+    connected, _ = await comm.connect()
+    assert connected is accepted
+    if accepted:
+        await comm.disconnect()
+    else:
+        assert "reason=ticket-path" in caplog.text
+
+
+async def test_report_only_keeps_credentials_hidden_when_authentication_fails(alice, monkeypatch):
+    from wsguard import middleware
+
+    made = await communicator(application, "/ws/private/", user=alice, via="token")
+
+    def outage(*args, **kwargs):
+        raise OSError("the cache is away")
+
+    monkeypatch.setattr(middleware, "_authenticate", outage)
+    with override_settings(WSGUARD={"REPORT_ONLY": True}):
+        connected, subprotocol = await made.connect()
+        assert connected
+        user, credential, protocols, _ = (await hello(made)).split("|")
+    assert (user, credential, protocols) == ("-", "None", "wsguard")
+    assert subprotocol == "wsguard"
+    await made.disconnect()

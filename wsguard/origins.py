@@ -35,6 +35,7 @@ __all__ = [
     "parse_host_header",
     "parse_origin",
     "parse_pattern",
+    "path_under",
 ]
 
 
@@ -382,12 +383,15 @@ class Rule:
     source: str = "settings"
 
     def applies_to(self, path: str) -> bool:
-        """True when ``path`` is the prefix itself or lies below it on a segment boundary, so a
-        rule scoped to ``/ws/chat`` does not also trust ``/ws/chat-admin/``."""
-        prefix = self.path_prefix
-        if not prefix or prefix.endswith("/"):
-            return path.startswith(prefix)
-        return path == prefix or path.startswith(prefix + "/")
+        return path_under(self.path_prefix, path)
+
+
+def path_under(prefix: str, path: str) -> bool:
+    """True when ``path`` is ``prefix`` itself or lies below it on a segment boundary, so a scope
+    of ``/ws/chat`` does not also cover ``/ws/chat-admin/``. An empty prefix covers every path."""
+    if not prefix or prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
 
 
 @dataclass(frozen=True, slots=True)

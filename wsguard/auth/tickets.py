@@ -24,6 +24,7 @@ from django.core.cache.backends.base import BaseCache
 from django.utils.crypto import constant_time_compare
 
 from .. import conf
+from ..origins import path_under
 from . import CREDENTIAL_TICKET, Accepted, Denied, Handshake, Outcome, session_digest, well_formed_secret
 from .reasons import AuthReason, LiveReason
 
@@ -154,7 +155,7 @@ class TicketAuthenticator:
         # The ticket is spent whatever follows: a stolen one cannot be retried from elsewhere.
         if handshake.origin is None or not constant_time_compare(grant.origin, handshake.origin):
             return Denied(AuthReason.TICKET_ORIGIN)
-        if grant.path_prefix and not handshake.path.startswith(grant.path_prefix):
+        if not path_under(grant.path_prefix, handshake.path):
             return Denied(AuthReason.TICKET_PATH)
         from django.conf import settings
 
