@@ -251,6 +251,7 @@ class HandshakeAuth:
         if not isinstance(info, dict):
             raise ValueError(STACK_MISUSE.format(what="HandshakeAuth"))
         client = client_address(scope)
+        handshake: Handshake | None = None
         try:
             handshake = Handshake.from_scope(scope)
             if handshake.credential_in_protocols and not handshake.offered_plain:
@@ -262,7 +263,8 @@ class HandshakeAuth:
         except Exception as exc:
             _log_auth_failure(exc)
             verdict = _Verdict(Denied(AuthReason.AUTH_ERROR))
-            handshake = Handshake(scope=scope, path="", origin=None, token_only=False, cookies={})
+            if handshake is None:  # only when the scope itself could not be read
+                handshake = Handshake(scope=scope, path="", origin=None, token_only=False, cookies={})
         report_only = conf.get_settings().report_only
         outcome = verdict.outcome
         if isinstance(outcome, Denied):
