@@ -35,7 +35,8 @@ def cache() -> BaseCache:
 
 
 def _redis_incr(store: BaseCache, key: str, timeout: int) -> int | None:
-    """INCR + EXPIRE NX in one round trip on Django's own Redis backend; None on any other."""
+    """SET NX EX + INCR in one round trip on Django's own Redis backend (any Redis version; EXPIRE
+    NX would need Redis 7); None on any other backend."""
     from django.core.cache.backends.redis import RedisCache
 
     if not isinstance(store, RedisCache):
@@ -43,9 +44,9 @@ def _redis_incr(store: BaseCache, key: str, timeout: int) -> int | None:
     full_key = store.make_and_validate_key(key)
     client = store._cache.get_client(full_key, write=True)
     pipe = client.pipeline(transaction=False)
+    pipe.set(full_key, 0, ex=timeout, nx=True)
     pipe.incr(full_key)
-    pipe.expire(full_key, timeout, nx=True)
-    count, _ = pipe.execute()
+    _, count = pipe.execute()
     return int(count)
 
 

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .auth.reasons import CLOSE_CREDENTIALS, LIVE_CLOSE_CODES
+
 logger = logging.getLogger("wsguard")
 
 CONTROL_GROUP = "wsguard.control"
@@ -403,7 +405,7 @@ class ConnectionWatch:
                     reason = "message-rate"
             if reason is None:
                 return message
-            code = MESSAGE_CLOSE_CODES[reason]
+            code = LIVE_CLOSE_CODES[reason]
             _log_limit(socket, reason, code)
             await socket.close(code, reason)
             return {"type": "websocket.disconnect", "code": code}
@@ -415,7 +417,6 @@ class ConnectionWatch:
             registry.discard(socket)
 
 
-MESSAGE_CLOSE_CODES = {"message-too-big": 1009, "message-rate": 4429}
 
 
 def _message_limits() -> tuple[int | None, tuple[int, int] | None]:
@@ -453,7 +454,6 @@ def _log_limit(socket: LiveSocket, reason: str, code: int) -> None:
 EVENT_USER = "user"
 EVENT_SESSION = "session"
 EVENT_TOKEN = "token"  # noqa: S105 - an event kind, not a secret
-CLOSE_CREDENTIALS = 4401
 
 
 def _event_reason(event: dict, default: str) -> str:

@@ -19,9 +19,6 @@ from .origins import Reason
 logger = logging.getLogger("wsguard")
 
 CLOSE_ORIGIN = 4403
-CLOSE_CREDENTIALS = 4401
-CLOSE_RATE = 4429
-CLOSE_TOO_BIG = 1009
 
 CLOSE_CODES: dict[str, int] = {
     Reason.ORIGIN_MISSING: CLOSE_ORIGIN,
@@ -32,6 +29,7 @@ CLOSE_CODES: dict[str, int] = {
 }
 # The authentication step's and the limits' reasons (wsguard/auth/reasons.py, docs/auth.md).
 from .auth.reasons import CLOSE_CODES as _AUTH_CLOSE_CODES  # noqa: E402
+from .auth.reasons import CLOSE_CREDENTIALS, CLOSE_RATE, CLOSE_TOO_BIG  # noqa: E402,F401 - one definition
 
 CLOSE_CODES.update(_AUTH_CLOSE_CODES)
 MAX_LOGGED_CHARS = 200
